@@ -1,0 +1,83 @@
+"""The checklist file: the human-readable YAML snapshot of the system's state.
+
+Written atomically (temp file in the same folder, fsync, rename), so a kill at
+any instant leaves the old file or the new one. An empty or corrupt file found
+at start is moved aside, never silently overwritten.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["dump", "load", "merge", "write"]
+
+# Logged under the manager's name: this is the manager's state.
+log = logging.getLogger("manager")
+_tmp_serial = itertools.count()
+
+
+def dump(checklist: dict) -> str:
+    return yaml.dump(checklist, Dumper=yaml.CSafeDumper, default_flow_style=False)
+
+
+def load(path: Path) -> dict:
+    """Return the checklist in *path*; an unreadable, empty or corrupt file gives ``{}``."""
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        leftover.unlink(missing_ok=True)
+    try:
+        text = path.read_bytes()
+    except OSError as err:
+        log.warning("checklist load failed: %s", err)
+        log.warning("running with empty checklist")
+        return {}
+    try:
+        checklist = yaml.load(text, Loader=yaml.CSafeLoader)
+    except (yaml.YAMLError, ValueError) as err:
+        checklist, problem = None, f"is not valid YAML ({type(err).__name__})"
+    else:
+        problem = "is empty" if checklist is None else "is not a mapping"
+    if not isinstance(checklist, dict):
+        backup = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        os.replace(path, backup)
+        log.warning("checklist file %s %s; moved it aside to %s", path, problem, backup)
+        log.warning("running with empty checklist")
+        return {}
+    log.info("checklist loaded from %s", path)
+    return checklist
+
+
+def write(path: Path, checklist: dict) -> None:
+    """Replace *path* with the checklist atomically; raises OSError when it cannot."""
+    text = dump(checklist).encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_serial)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def merge(checklist: dict, key: str, payload: Any) -> None:
+    """Put a worker's payload under its checklist key: mappings update, anything else replaces."""
+    current = checklist.get(key)
+    if isinstance(current, dict) and isinstance(payload, dict):
+        current.update(payload)
+    else:
+        checklist[key] = payload

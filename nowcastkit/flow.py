@@ -1,0 +1,163 @@
+"""The system's flow: the user's ``next_workers`` module and race-condition groups.
+
+The module is found once on the import path (with the config file's folder
+first on it) and compiled from its source whenever the file changes, so an
+edit takes effect on the next message without a manager restart and without
+stale bytecode. ``after_<worker>(msg, config, checklist)`` returns the workers
+to launch, or ``(workers, {names})`` to hold those workers until every named
+worker has reported; workers returned by a named worker's own ``after_``
+function join the held ones.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+import traceback
+import types
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from nowcastkit.errors import FlowError
+from nowcastkit.message import Message
+from nowcastkit.worker import NextWorker
+
+__all__ = ["Flow", "RaceGroup"]
+
+log = logging.getLogger("manager")
+
+
+@attrs.define
+class RaceGroup:
+    """Workers held until every worker named in ``waiting`` has reported."""
+
+    waiting: set[str]
+    held: list[NextWorker]
+
+
+@attrs.define
+class Flow:
+    module_name: str
+    search_path: Path
+    module: types.ModuleType | None = None
+    groups: list[RaceGroup] = attrs.field(factory=list)
+    _source: Path | None = None
+    _stamp: tuple | None = None
+    _error: FlowError | None = None
+
+    def refresh(self, force: bool = False) -> None:
+        """Recompile the module if its file changed; remember a failure to report it."""
+        try:
+            source = self._source or _find_source(self.module_name, self.search_path)
+            stat = os.stat(source)
+        except (OSError, ImportError, ValueError) as err:
+            self._source, self._stamp = None, None
+            self._fail(f"next workers module {self.module_name} not found: {err}")
+            return
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if stamp == self._stamp and not force:
+            return
+        self._source, self._stamp = source, stamp
+        try:
+            self.module = _compile_module(self.module_name, source)
+        except Exception as err:  # a user's module can raise anything at import
+            self._fail(f"next workers module {source} failed to load: {_one_line(err)}")
+            return
+        was_failing, self._error = self._error is not None, None
+        log.info("next workers module %sloaded from %s", "re" if was_failing else "", source)
+
+    def next_workers(self, msg: Message, config: Any, checklist: dict) -> list[NextWorker]:
+        """Call ``after_<source>`` and return the workers to launch now."""
+        self.refresh()
+        if self._error is not None:
+            raise self._error
+        after = getattr(self.module, f"after_{msg.source}", None)
+        if after is None:
+            raise FlowError(
+                "no after_worker function",
+                f"no after_{msg.source} function in next workers module {self._source}",
+            )
+        try:
+            result = after(msg, config, checklist)
+        except Exception as err:
+            log.error("after_%s raised:\n%s", msg.source, traceback.format_exc().rstrip())
+            raise FlowError(
+                "after_worker error", f"after_{msg.source} raised {_one_line(err)}"
+            ) from None
+        workers, must_finish = _split_result(msg.source, result)
+        return self._hold_or_release(msg.source, workers, must_finish)
+
+    def _hold_or_release(self, source: str, workers: list, must_finish: set) -> list[NextWorker]:
+        joined = next((group for group in self.groups if source in group.waiting), None)
+        for group in self.groups:
+            group.waiting.discard(source)
+        launch: list[NextWorker] = []
+        if must_finish:
+            self.groups.append(RaceGroup(set(must_finish), list(workers)))
+            log.info("race condition: holding %s until %s finish", _names(workers), must_finish)
+        elif joined is not None:
+            joined.held.extend(workers)
+        else:
+            launch.extend(workers)
+        for group in [group for group in self.groups if not group.waiting]:
+            self.groups.remove(group)
+            log.info("race condition resolved: releasing %s", _names(group.held))
+            launch.extend(group.held)
+        return launch
+
+    def _fail(self, text: str) -> None:
+        self._error = FlowError("after_worker error", text)
+        log.error("%s", text)
+
+
+def _find_source(module_name: str, search_path: Path) -> Path:
+    folder = str(search_path)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or not spec.origin or not spec.has_location:
+        raise ImportError(f"no module named {module_name!r} on the import path")
+    return Path(spec.origin)
+
+
+def _compile_module(module_name: str, source: Path) -> types.ModuleType:
+    code = compile(source.read_bytes(), str(source), "exec", dont_inherit=True)
+    module = types.ModuleType(module_name)
+    module.__file__ = str(source)
+    module.__package__ = module_name.rpartition(".")[0]
+    exec(code, module.__dict__)
+    sys.modules[module_name] = module
+    return module
+
+
+def _split_result(source: str, result: Any) -> tuple[list, set]:
+    must_finish: Any = set()
+    if isinstance(result, tuple) and len(result) == 2:
+        result, must_finish = result
+    if not isinstance(result, Sequence) or isinstance(result, str):
+        raise FlowError(
+            "after_worker error",
+            f"after_{source} returned {result!r}, expected a list of NextWorker",
+        )
+    bad = [worker for worker in result if not isinstance(worker, NextWorker)]
+    if bad or not isinstance(must_finish, set | frozenset | list | tuple):
+        raise FlowError(
+            "after_worker error",
+            f"after_{source} returned {bad[0] if bad else must_finish!r}, "
+            "expected NextWorker items and a set of worker names",
+        )
+    return list(result), set(must_finish)
+
+
+def _names(workers: Sequence[NextWorker]) -> list[str]:
+    return [worker.module for worker in workers]
+
+
+def _one_line(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}".splitlines()
+    return text[0] if text else type(err).__name__

@@ -1,0 +1,82 @@
+"""The one logging set-up, called once by each entry point from the YAML ``logging`` section.
+
+A long-running process never rotates a log file itself: its rotating handlers
+are replaced by watched handlers that reopen the file when the ``rotate_logs``
+worker has rolled it over, so it keeps writing to the new file.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import logging.handlers
+import sys
+from collections.abc import Iterator, Mapping
+
+from nowcastkit.errors import ConfigError
+
+__all__ = ["configure", "configure_console", "file_handlers"]
+
+_CONSOLE_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
+
+
+def configure(config: Mapping, *, long_running: bool = False) -> None:
+    """Apply the config's ``logging`` section (console logging when it has none)."""
+    section = config.get("logging") or {}
+    if "version" not in section:
+        configure_console()
+        return
+    try:
+        logging.config.dictConfig(dict(section))
+    except (ValueError, TypeError, AttributeError, ImportError) as err:
+        cause = f"{err}: {err.__cause__}" if err.__cause__ else str(err)
+        raise ConfigError(getattr(config, "file", ""), "logging", cause) from None
+    if long_running:
+        _watch_rotating_files()
+
+
+def configure_console(level: int = logging.DEBUG) -> None:
+    """Log everything to stdout, for ``--debug`` runs and configs without a logging section."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(_CONSOLE_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def file_handlers() -> Iterator[tuple[logging.Logger, logging.Handler]]:
+    """Every file handler attached to a configured logger, with its logger."""
+    loggers = [logging.getLogger()]
+    loggers += [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    seen: set[int] = set()
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler) and id(handler) not in seen:
+                seen.add(id(handler))
+                yield logger, handler
+
+
+def _watch_rotating_files() -> None:
+    replaced: dict[int, logging.Handler] = {}
+    for logger, handler in list(file_handlers()):
+        if not isinstance(handler, logging.handlers.BaseRotatingHandler):
+            continue
+        if id(handler) not in replaced:
+            watched = logging.handlers.WatchedFileHandler(
+                handler.baseFilename, mode="a", encoding=handler.encoding
+            )
+            watched.setLevel(handler.level)
+            watched.setFormatter(handler.formatter)
+            for log_filter in handler.filters:
+                watched.addFilter(log_filter)
+            replaced[id(handler)] = watched
+            handler.close()
+        logger.removeHandler(handler)
+        logger.addHandler(replaced[id(handler)])

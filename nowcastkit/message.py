@@ -1,0 +1,71 @@
+"""Messages between workers and the manager, and their YAML wire format.
+
+    msg = Message(source="sleep", type="success", payload={"slept": 5})
+    text = msg.serialize()              # one YAML mapping: source, type, payload
+    Message.deserialize(text) == msg    # True
+
+The wire format is the reference design's: one frame holding a YAML mapping
+with exactly ``source``, ``type`` and ``payload``. Only plain YAML (str,
+numbers, bool, None, dates, lists, mappings) is written or read, so no frame
+can carry a Python object in either direction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import yaml
+
+from nowcastkit.errors import MessageError
+
+__all__ = ["Message"]
+
+_KEYS = frozenset(("source", "type", "payload"))
+
+
+def _is_str(_instance, attribute, value) -> None:
+    if not isinstance(value, str):
+        raise MessageError(f"message {attribute.name}: got {value!r}, expected a string")
+
+
+@attrs.frozen
+class Message:
+    """One message: who sent it, its registered type, and any payload."""
+
+    source: str = attrs.field(validator=_is_str)
+    type: str = attrs.field(validator=_is_str)
+    payload: Any = None
+
+    def serialize(self) -> str:
+        """Return the wire text; raise MessageError for a payload YAML cannot carry safely."""
+        body = {"source": self.source, "type": self.type, "payload": self.payload}
+        try:
+            return yaml.dump(body, Dumper=yaml.CSafeDumper, default_flow_style=False)
+        except yaml.YAMLError as err:
+            raise MessageError(
+                f"{self.source}: payload of {self.type!r} message cannot be sent: {err}; "
+                "use str, int, float, bool, None, dates, lists and mappings (str(path) for paths)"
+            ) from None
+
+    @classmethod
+    def deserialize(cls, text: str | bytes) -> Message:
+        """Decode wire text; raise MessageError naming what is wrong with it."""
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MessageError("message is not UTF-8 text") from None
+        try:
+            body = yaml.load(text, Loader=yaml.CSafeLoader)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or type(err).__name__
+            raise MessageError(f"message is not valid YAML: {problem}") from None
+        except ValueError as err:  # e.g. a NUL byte in the frame
+            raise MessageError(f"message is not valid YAML: {err}") from None
+        if not isinstance(body, dict):
+            raise MessageError(f"message is not a mapping: got {type(body).__name__}")
+        if body.keys() != _KEYS:
+            got = ", ".join(sorted(map(str, body.keys()))) or "nothing"
+            raise MessageError(f"message keys: got {got}, expected payload, source, type")
+        return cls(body["source"], body["type"], body["payload"])

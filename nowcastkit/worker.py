@@ -1,0 +1,241 @@
+"""The worker side: run one job, tell the manager how it went, exit.
+
+    from nowcastkit import NowcastWorker, WorkerError
+
+    def main():
+        worker = NowcastWorker("sleep", description=__doc__)
+        worker.init_cli()
+        worker.cli.add_argument("--sleep-time", type=int, default=5)
+        worker.run(sleep, success, failure)
+
+``sleep(parsed_args, config, tell_manager)`` returns the checklist payload;
+``success(parsed_args)`` and ``failure(parsed_args)`` return message types.
+Raising :class:`WorkerError` sends ``failure``; any other exception sends
+``crash`` with the traceback in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from nowcastkit import logs
+from nowcastkit.config import Config
+from nowcastkit.errors import ConfigError, MessageError, NowcastkitError, WorkerError
+from nowcastkit.message import Message
+from nowcastkit.worker_cli import CommandLineInterface
+
+__all__ = ["NextWorker", "NowcastWorker"]
+
+DEFAULT_REPLY_TIMEOUT = 30.0
+DEFAULT_REPLY_ATTEMPTS = 4
+_OK_REPLIES = frozenset(("ack", "checklist cleared"))
+
+
+def _to_args(args: Sequence[Any]) -> tuple[str, ...]:
+    if isinstance(args, str | bytes) or not isinstance(args, Sequence):
+        raise TypeError(f"NextWorker args: got {args!r}, expected a list of strings")
+    return tuple(str(arg) for arg in args)
+
+
+@attrs.frozen
+class NextWorker:
+    """A worker for the manager to launch: ``python -m MODULE CONFIG_FILE ARGS...`` on HOST."""
+
+    module: str = attrs.field(validator=attrs.validators.instance_of(str))
+    args: tuple[str, ...] = attrs.field(default=(), converter=_to_args)
+    host: str = attrs.field(default="localhost", validator=attrs.validators.instance_of(str))
+
+    @property
+    def name(self) -> str:
+        """The worker's registry name: the last part of its module path."""
+        return self.module.rpartition(".")[2]
+
+    def command(self, config: Config) -> list[str]:
+        """The argv that runs this worker; a remote host goes through ssh."""
+        if self.host == "localhost":
+            python, config_file = config.get("python") or sys.executable, str(config.file)
+            return [python, "-m", self.module, config_file, *self.args]
+        try:
+            remote = config["run"]["enabled hosts"][self.host]
+            python, config_file = remote["python"], remote["config file"]
+        except (KeyError, TypeError):
+            raise ConfigError(
+                config.file,
+                f"run.enabled hosts.{self.host}",
+                "missing python or config file for a remote worker host",
+            ) from None
+        return ["ssh", self.host, python, "-m", self.module, config_file, *self.args]
+
+    def launch(self, config: Config, logger_name: str) -> subprocess.Popen:
+        """Start the worker and return its process; the caller reaps it."""
+        cmd = self.command(config)
+        log = logging.getLogger(logger_name)
+        log.info("launching %s worker on %s", self.module, self.host)
+        log.debug("%s", cmd)
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+
+
+@attrs.define
+class NowcastWorker:
+    """One worker process: parse the command line, do the work, report to the manager."""
+
+    name: str
+    description: str = ""
+    package: str = "workers"
+    cli: CommandLineInterface | None = None
+    config: Config = attrs.field(factory=Config)
+    logger: logging.Logger = attrs.field(init=False)
+    _parsed_args: Any = attrs.field(init=False, default=None)
+    _context: Any = attrs.field(init=False, default=None)
+    _socket: Any = attrs.field(init=False, default=None)
+    _endpoint: str = attrs.field(init=False, default="")
+
+    def __attrs_post_init__(self) -> None:
+        # Workers log under their own name, as the reference design's workers do.
+        self.logger = logging.getLogger(self.name)
+
+    def init_cli(self) -> None:
+        self.cli = CommandLineInterface(self.name, self.package, self.description)
+        self.cli.build_parser()
+
+    def run(
+        self,
+        worker_func: Callable,
+        success: Callable,
+        failure: Callable,
+        argv: list[str] | None = None,
+    ) -> None:
+        """Do the work and report it; exit non-zero when the manager's answer is missing or bad."""
+        if self.cli is None:
+            self.init_cli()
+        self._parsed_args = self.cli.parse_args(argv)
+        try:
+            self.config.load(self._parsed_args.config_file)
+            if self._parsed_args.debug:
+                logs.configure_console()
+            else:
+                logs.configure(self.config)
+        except ConfigError as err:
+            sys.stderr.write(f"{self.name}: {err}\n")  # logging is not set up yet
+            raise SystemExit(2) from None
+        self.logger.info("running in process %d", os.getpid())
+        self.logger.info("read config from %s", self.config.file)
+        try:
+            self._connect()
+            reply = self._report(*self._do_work(worker_func, success, failure))
+        except NowcastkitError as err:
+            self.logger.critical("%s", err)
+            raise SystemExit(1) from None
+        finally:
+            self._disconnect()
+        self.logger.debug("shutting down")
+        if reply is not None and reply.type not in _OK_REPLIES:
+            raise SystemExit(1)
+
+    def tell_manager(self, msg_type: str, payload: Any = None) -> Message | None:
+        """Send a message of a type registered for this worker; return the manager's reply."""
+        words = self._registered_types().get(msg_type)
+        if words is None or msg_type == "checklist key":
+            raise MessageError(
+                f"{self.config.file}: message registry.workers.{self.name}: "
+                f"message type {msg_type!r} is not registered"
+            )
+        text = Message(self.name, msg_type, payload).serialize()
+        if self._parsed_args is not None and self._parsed_args.debug:
+            self.logger.debug("debug mode: would have sent message: (%s) %s", msg_type, words)
+            return None
+        reply = self._exchange(text, msg_type, words)
+        reply_words = self.config["message registry"].get("manager", {}).get(reply.type, "")
+        level = logging.DEBUG if reply.type in _OK_REPLIES else logging.ERROR
+        self.logger.log(
+            level, "received message from %s: (%s) %s", reply.source, reply.type, reply_words
+        )
+        return reply
+
+    def _do_work(self, worker_func, success, failure) -> tuple[str, Any]:
+        try:
+            checklist = worker_func(self._parsed_args, self.config, self.tell_manager)
+            return success(self._parsed_args), checklist
+        except WorkerError as err:
+            if str(err):
+                self.logger.error("%s", err)
+            return failure(self._parsed_args), None
+        except Exception:
+            self.logger.critical("unhandled exception:", exc_info=True)
+            return "crash", None
+
+    def _report(self, msg_type: str, checklist: Any) -> Message | None:
+        try:
+            Message(self.name, msg_type, checklist).serialize()
+        except MessageError as err:
+            self.logger.critical("%s", err)
+            msg_type, checklist = "crash", None
+        return self.tell_manager(msg_type, checklist)
+
+    def _registered_types(self) -> dict:
+        workers = self.config["message registry"]["workers"]
+        if self.name not in workers:
+            raise MessageError(
+                f"{self.config.file}: message registry.workers: worker {self.name!r} "
+                "is not registered"
+            )
+        return workers[self.name]
+
+    def _connect(self) -> None:
+        if self._parsed_args.debug:
+            return
+        import zmq
+
+        zmq_config = self.config["zmq"]
+        self._context = zmq.Context()
+        self._endpoint = f"tcp://{zmq_config['host']}:{zmq_config['ports']['workers']}"
+        self._socket = self._new_socket()
+        self.logger.info(
+            "connected to %s port %s", zmq_config["host"], zmq_config["ports"]["workers"]
+        )
+
+    def _new_socket(self):
+        import zmq
+
+        sock = self._context.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self._endpoint)
+        return sock
+
+    def _exchange(self, text: str, msg_type: str, words: str) -> Message:
+        """Send and wait for the reply, resending on a fresh socket when none comes."""
+        zmq_config = self.config["zmq"]
+        timeout = zmq_config.get("reply timeout", DEFAULT_REPLY_TIMEOUT)
+        attempts = zmq_config.get("reply attempts", DEFAULT_REPLY_ATTEMPTS)
+        for attempt in range(1, attempts + 1):
+            if self._socket is None:
+                self._socket = self._new_socket()
+            self._socket.send_string(text)
+            if attempt == 1:
+                self.logger.debug("sent message: (%s) %s", msg_type, words)
+            if self._socket.poll(timeout * 1000):
+                return Message.deserialize(self._socket.recv())
+            self.logger.warning(
+                "no reply from manager within %ss (attempt %d of %d)", timeout, attempt, attempts
+            )
+            self._socket.close(linger=0)
+            self._socket = None
+        raise MessageError(
+            f"no reply from manager via {self._endpoint} after {attempts} attempts of "
+            f"{timeout}s each; is the message broker running?"
+        )
+
+    def _disconnect(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+        if self._context is not None:
+            self._context.term()
+            self._context = None

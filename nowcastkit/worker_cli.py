@@ -1,0 +1,63 @@
+"""The command line every worker shares: ``python -m PKG.WORKER CONFIG_FILE [--debug] ...``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["CommandLineInterface", "arrow_date"]
+
+
+def arrow_date(text: str) -> Any:
+    """Parse ``YYYY-MM-DD`` to an arrow date at midnight (argparse type)."""
+    import arrow  # only workers with a date option pay for arrow
+
+    try:
+        return arrow.get(text, "YYYY-MM-DD")
+    except (arrow.parser.ParserError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"unrecognized date format: {text!r} - please use YYYY-MM-DD"
+        ) from None
+
+
+class CommandLineInterface:
+    """A worker's argument parser with the config file argument and ``--debug`` built in."""
+
+    def __init__(self, module_name: str, package: str = "workers", description: str = "") -> None:
+        self.module_name = module_name
+        self.package = package
+        self.description = description
+        self.parser: argparse.ArgumentParser | None = None
+
+    def build_parser(self, add_help: bool = True) -> None:
+        self.parser = argparse.ArgumentParser(
+            prog=f"python -m {self.package}.{self.module_name}",
+            description=self.description,
+            add_help=add_help,
+        )
+        self.parser.add_argument("config_file", help="path of the system's nowcast.yaml")
+        self.parser.add_argument(
+            "--debug",
+            action="store_true",
+            help="log to the console and do not send messages to the manager",
+        )
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        self._parser().add_argument(*args, **kwargs)
+
+    def add_date_option(self, name: str, default: Any, help: str) -> None:
+        """Add an option taking a YYYY-MM-DD date, parsed to an arrow date."""
+        self._parser().add_argument(
+            name,
+            type=arrow_date,
+            default=default,
+            help=f"{help} Use YYYY-MM-DD format. Defaults to {default:YYYY-MM-DD}.",
+        )
+
+    def parse_args(self, argv: list[str] | None = None) -> argparse.Namespace:
+        return self._parser().parse_args(argv)
+
+    def _parser(self) -> argparse.ArgumentParser:
+        if self.parser is None:
+            self.build_parser()
+        return self.parser
