@@ -1,0 +1,227 @@
+"""The manager's durable state: an SQLite database next to the checklist.
+
+    store = open_store(Path("logs/nowcast_state.sqlite"))
+    with transaction(store):
+        record_message(store, "a1b2", "sleep", "success", reply_text)
+    history(store, worker="sleep")      # past runs, newest first
+
+Holds the message ids already handled (with the reply sent, so a resent
+message gets the same answer), every worker run (launch, pid, exit, outcome),
+the race-condition groups still waiting, and the checklist itself, one row per
+key. Every change is committed before the manager replies; WAL mode keeps
+readers (the operator tools) from blocking the manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+__all__ = [
+    "Run",
+    "Store",
+    "add_run",
+    "finish_run",
+    "handled_reply",
+    "history",
+    "load_checklist",
+    "load_groups",
+    "open_store",
+    "prune",
+    "put_checklist",
+    "record_message",
+    "save_groups",
+    "set_run_pid",
+    "transaction",
+    "unfinished_runs",
+]
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY, source TEXT NOT NULL, type TEXT NOT NULL,
+    received REAL NOT NULL, reply TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_received ON messages (received);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, worker TEXT NOT NULL, module TEXT NOT NULL,
+    args TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER, parent TEXT,
+    launched REAL NOT NULL, finished REAL, exit_status INTEGER, outcome TEXT,
+    log_path TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS runs_launched ON runs (launched);
+CREATE TABLE IF NOT EXISTS race_groups (
+    id INTEGER PRIMARY KEY, waiting TEXT NOT NULL, held TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checklist (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@attrs.frozen
+class Run:
+    """One launch of a worker, from launch to exit."""
+
+    run_id: str
+    worker: str
+    module: str
+    args: tuple[str, ...] = ()
+    host: str = "localhost"
+    pid: int | None = None
+    parent: str | None = None
+    launched: float = 0.0
+    finished: float | None = None
+    exit_status: int | None = None
+    outcome: str | None = None
+    log_path: str = ""
+
+
+@attrs.define(eq=False)
+class Store:
+    path: Path
+    conn: sqlite3.Connection
+
+
+def open_store(path: Path) -> Store:
+    """Open (creating if needed) the store at *path*, in WAL mode with a busy timeout."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    store = Store(Path(path), conn)
+    with transaction(store):
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            conn.execute(statement)
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+        )
+    return store
+
+
+@contextlib.contextmanager
+def transaction(store: Store) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error; transactions do not nest."""
+    store.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield store.conn
+    except BaseException:
+        store.conn.execute("ROLLBACK")
+        raise
+    store.conn.execute("COMMIT")
+
+
+def handled_reply(store: Store, msg_id: str) -> str | None:
+    """The reply already sent for message *msg_id*, or None if it is new."""
+    row = store.conn.execute("SELECT reply FROM messages WHERE id = ?", (msg_id,)).fetchone()
+    return row[0] if row else None
+
+
+def record_message(store: Store, msg_id: str, source: str, msg_type: str, reply: str) -> None:
+    store.conn.execute(
+        "INSERT OR REPLACE INTO messages (id, source, type, received, reply) VALUES (?,?,?,?,?)",
+        (msg_id, source, msg_type, time.time(), reply),
+    )
+
+
+def add_run(store: Store, run: Run) -> None:
+    store.conn.execute(
+        "INSERT INTO runs (run_id, worker, module, args, host, pid, parent, launched, log_path)"
+        " VALUES (?,?,?,?,?,?,?,?,?)",
+        (
+            run.run_id, run.worker, run.module, json.dumps(list(run.args)), run.host,
+            run.pid, run.parent, run.launched or time.time(), run.log_path,
+        ),
+    )  # fmt: skip
+
+
+def set_run_pid(store: Store, run_id: str, pid: int) -> None:
+    store.conn.execute("UPDATE runs SET pid = ? WHERE run_id = ?", (pid, run_id))
+
+
+def finish_run(
+    store: Store, run_id: str, outcome: str | None, exit_status: int | None = None
+) -> None:
+    """Record a run's end; the outcome (message type) is kept once set."""
+    store.conn.execute(
+        "UPDATE runs SET finished = COALESCE(finished, ?), outcome = COALESCE(outcome, ?),"
+        " exit_status = COALESCE(?, exit_status) WHERE run_id = ?",
+        (time.time(), outcome, exit_status, run_id),
+    )
+
+
+def unfinished_runs(store: Store) -> list[Run]:
+    """Runs launched but not yet recorded as finished, oldest first."""
+    return _runs(store, "WHERE finished IS NULL ORDER BY launched", ())
+
+
+def history(
+    store: Store,
+    since: float | None = None,
+    until: float | None = None,
+    worker: str | None = None,
+    failed: bool = False,
+) -> list[Run]:
+    """Past and current runs matching the filters, newest first."""
+    clauses, params = [], []
+    filters = (("launched >= ?", since), ("launched < ?", until), ("worker = ?", worker))
+    for clause, value in filters:
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    if failed:
+        clauses.append("(outcome IS NULL OR outcome NOT LIKE 'success%') AND finished IS NOT NULL")
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return _runs(store, f"{where} ORDER BY launched DESC", tuple(params))
+
+
+def _runs(store: Store, tail: str, params: tuple) -> list[Run]:
+    rows = store.conn.execute(
+        "SELECT run_id, worker, module, args, host, pid, parent, launched, finished,"
+        f" exit_status, outcome, log_path FROM runs {tail}",
+        params,
+    )
+    return [Run(row[0], row[1], row[2], tuple(json.loads(row[3])), *row[4:]) for row in rows]
+
+
+def save_groups(store: Store, groups: list[tuple[set[str], list[dict[str, Any]]]]) -> None:
+    """Replace the stored race-condition groups: (names still waiting, held workers)."""
+    store.conn.execute("DELETE FROM race_groups")
+    store.conn.executemany(
+        "INSERT INTO race_groups (waiting, held) VALUES (?, ?)",
+        [(json.dumps(sorted(waiting)), json.dumps(held)) for waiting, held in groups],
+    )
+
+
+def load_groups(store: Store) -> list[tuple[set[str], list[dict[str, Any]]]]:
+    rows = store.conn.execute("SELECT waiting, held FROM race_groups ORDER BY id")
+    return [(set(json.loads(waiting)), json.loads(held)) for waiting, held in rows]
+
+
+def put_checklist(store: Store, checklist: dict, keys: list[str] | None = None) -> None:
+    """Store the given keys of *checklist* (all keys, replacing the rest, when None)."""
+    if keys is None:
+        store.conn.execute("DELETE FROM checklist")
+        keys = list(checklist)
+    store.conn.executemany(
+        "INSERT OR REPLACE INTO checklist (key, value) VALUES (?, ?)",
+        [(key, yaml.dump(checklist[key], Dumper=yaml.CSafeDumper)) for key in keys],
+    )
+
+
+def load_checklist(store: Store) -> dict:
+    rows = store.conn.execute("SELECT key, value FROM checklist ORDER BY key")
+    return {key: yaml.load(value, Loader=yaml.CSafeLoader) for key, value in rows}
+
+
+def prune(store: Store, older_than: float) -> tuple[int, int]:
+    """Drop handled message ids and finished runs older than *older_than* (epoch seconds)."""
+    messages = store.conn.execute("DELETE FROM messages WHERE received < ?", (older_than,))
+    runs = store.conn.execute(
+        "DELETE FROM runs WHERE finished IS NOT NULL AND finished < ?", (older_than,)
+    )
+    return messages.rowcount, runs.rowcount
