@@ -12,6 +12,7 @@ A port of 0 binds a free port; the log says which.
 from __future__ import annotations
 
 import argparse
+import collections
 import logging
 import signal
 import sys
@@ -51,19 +52,23 @@ def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWat
     context = zmq.Context()
     workers = context.socket(zmq.ROUTER)
     manager = context.socket(zmq.DEALER)
+    # Requests wait here while no manager is connected: a DEALER with no peer
+    # would block the send, and with it the whole broker.
+    backlog: collections.deque[list] = collections.deque()
     try:
         _bind(workers, config, "workers")
         _bind(manager, config, "manager")
         poller = zmq.Poller()
         poller.register(workers, zmq.POLLIN)
-        poller.register(manager, zmq.POLLIN)
         poller.register(watch, zmq.POLLIN)
         while True:
+            poller.register(manager, zmq.POLLIN | (zmq.POLLOUT if backlog else 0))
             ready = dict(poller.poll())
             if workers in ready:
-                manager.send_multipart(workers.recv_multipart(), copy=False)
-            if manager in ready:
+                backlog.append(workers.recv_multipart(copy=False))
+            if ready.get(manager, 0) & zmq.POLLIN:
                 _relay_reply(manager, workers)
+            _forward(backlog, manager)
             if watch in ready or watch.pending:
                 signums = watch.take()
                 if signal.SIGHUP in signums:
@@ -75,6 +80,16 @@ def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWat
         workers.close(linger=0)
         manager.close(linger=1000)
         context.term()
+
+
+def _forward(backlog: collections.deque, manager: zmq.Socket) -> None:
+    """Pass waiting requests to the manager for as long as it takes them."""
+    while backlog:
+        try:
+            manager.send_multipart(backlog[0], flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return
+        backlog.popleft()
 
 
 def _relay_reply(manager: zmq.Socket, workers: zmq.Socket) -> None:

@@ -132,13 +132,13 @@ def start_process(name: str, argv: list[str], cwd: Path, log_path: Path) -> Proc
         stdout=log_file,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        env=test_env(),
+        env=child_env(),
     )
     log_file.close()
     return Process(name, popen, log_path)
 
 
-def test_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
@@ -200,7 +200,7 @@ class System:
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=test_env(),
+            env=child_env(),
         )
 
     def checklist(self) -> dict:
