@@ -26,4 +26,28 @@ def after_awaken(msg, config, checklist):
     return next_workers[msg.type]
 
 
-__all__ = ["NextWorker", "after_awaken", "after_sleep"]
+def after_rotate_logs(msg, config, checklist):
+    next_workers = {
+        "crash": [],
+        "failure": [],
+        "success": [],
+    }
+    return next_workers[msg.type]
+
+
+def after_clear_checklist(msg, config, checklist):
+    next_workers = {
+        "crash": [],
+        "failure": [],
+        "success": [],
+    }
+    return next_workers[msg.type]
+
+
+__all__ = [
+    "NextWorker",
+    "after_awaken",
+    "after_clear_checklist",
+    "after_rotate_logs",
+    "after_sleep",
+]

@@ -1,0 +1,81 @@
+"""Rotate logs worker: roll over the system's rotating log files and report which.
+
+Every rotating file handler of the logging config (the root logger's and the
+``checklist`` logger's) rolls over; each new file gets the permission bits of
+the file it replaced. Long-running processes follow the rotation by
+themselves (see :mod:`nowcastkit.logs`).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import stat
+
+from nowcastkit import NowcastWorker, WorkerError
+from nowcastkit.logs import file_handlers
+
+NAME = "rotate_logs"
+logger = logging.getLogger(NAME)
+
+
+def main() -> None:
+    worker = NowcastWorker(NAME, description=__doc__)
+    worker.init_cli()
+    worker.run(rotate_logs, success, failure)
+
+
+def success(parsed_args) -> str:
+    logger.info("log files rotated")
+    return "success"
+
+
+def failure(parsed_args) -> str:
+    logger.critical("failed to rotate log files")
+    return "failure"
+
+
+def rotate_logs(parsed_args, config, tell_manager) -> list[str]:
+    """Roll over each rotating handler once; return the rotated files' paths."""
+    logger.info("rotating log files")
+    rotated = []
+    for _logger, handler in file_handlers():
+        if not isinstance(handler, logging.handlers.BaseRotatingHandler):
+            continue
+        if isinstance(handler, logging.handlers.RotatingFileHandler) and not handler.backupCount:
+            logger.warning("%s: not rotated: its handler has backupCount 0", handler.baseFilename)
+            continue
+        try:
+            _roll_over(handler)
+        except OSError as err:
+            raise WorkerError(f"{handler.baseFilename}: rotation failed: {err}") from None
+        rotated.append(handler.baseFilename)
+    if not rotated:
+        logger.warning("no rotating log file handlers configured")
+    for path in rotated:
+        logger.info("log file rotated: %s", path)
+    return rotated
+
+
+def _roll_over(handler: logging.handlers.BaseRotatingHandler) -> None:
+    """Roll over, then give the new file the old one's mode (umask would decide otherwise)."""
+    path = handler.baseFilename
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = None
+    handler.acquire()
+    try:
+        handler.flush()
+        handler.doRollover()
+    finally:
+        handler.release()
+    if mode is not None:
+        # A delayed handler opens its file on first use; create it now to set its mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode))
+        os.chmod(path, mode)
+
+
+if __name__ == "__main__":
+    main()
