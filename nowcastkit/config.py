@@ -18,11 +18,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import yaml
 
 from nowcastkit.errors import ConfigError
 
-__all__ = ["Config", "load_config"]
+__all__ = ["Config", "check", "load_config"]
 
 _ENV_VAR = re.compile(r"\$\(NOWCAST\.ENV\.([A-Za-z_][A-Za-z0-9_]*)\)")
 _MISSING = object()
@@ -38,9 +39,9 @@ class Config(Mapping):
     def load(self, config_file: str | os.PathLike) -> None:
         """Read, substitute and validate *config_file*; on error keep the old contents."""
         path = Path(config_file).expanduser().absolute()
-        data = _read_yaml(path)
-        data = _substitute(data, path, "")
-        _validate(data, path)
+        data, problems = check(path)
+        if problems:
+            raise problems[0]
         self._dict, self.file = data, path
 
     def __getitem__(self, key: str) -> Any:
@@ -80,72 +81,97 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _substitute(value: Any, path: Path, key: str) -> Any:
+def check(path: Path) -> tuple[dict, list[ConfigError]]:
+    """The substituted contents of *path* and every problem found in it, in file order."""
+    data = _read_yaml(path)
+    checker = _Checker(path)
+    data = _substitute(data, checker, "")
+    _validate(data, checker)
+    return data, checker.problems
+
+
+@attrs.define
+class _Checker:
+    path: Path
+    problems: list[ConfigError] = attrs.field(factory=list)
+
+    def problem(self, key: str, text: str) -> None:
+        self.problems.append(ConfigError(self.path, key, text))
+
+    def require(self, data: Any, key: str, kind: type | tuple, where: str, default=_MISSING):
+        """The value at *key*, or None (with a problem recorded) if missing or mistyped."""
+        if not isinstance(data, Mapping):
+            return None
+        value = data.get(key, default)
+        if value is _MISSING:
+            self.problem(_join(where, key), "missing required key")
+            return None
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            names = " or ".join(k.__name__ for k in kinds)
+            self.problem(_join(where, key), f"got {value!r}, expected {names}")
+            return None
+        return value
+
+    def positive(
+        self, data: Any, key: str, kind: type | tuple, where: str, expected="a positive number"
+    ) -> None:
+        value = self.require(data, key, kind, where, default=1)
+        if value is not None and value <= 0:
+            self.problem(_join(where, key), f"got {value!r}, expected {expected}")
+
+
+def _substitute(value: Any, checker: _Checker, key: str) -> Any:
     if isinstance(value, str):
-        return _ENV_VAR.sub(lambda m: _env(m.group(1), path, key), value)
+        return _ENV_VAR.sub(lambda m: _env(m.group(1), checker, key, m.group(0)), value)
     if isinstance(value, dict):
-        return {k: _substitute(v, path, _join(key, k)) for k, v in value.items()}
+        return {k: _substitute(v, checker, _join(key, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, path, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_substitute(v, checker, f"{key}[{i}]") for i, v in enumerate(value)]
     return value
 
 
-def _env(name: str, path: Path, key: str) -> str:
-    try:
-        return os.environ[name]
-    except KeyError:
-        raise ConfigError(path, key, f"environment variable {name} is not set") from None
+def _env(name: str, checker: _Checker, key: str, original: str) -> str:
+    if name not in os.environ:
+        checker.problem(key, f"environment variable {name} is not set")
+        return original
+    return os.environ[name]
 
 
 def _join(key: str, child: object) -> str:
     return f"{key}.{child}" if key else str(child)
 
 
-def _require(data: Mapping, key: str, kind: type | tuple, path: Path, where: str, default=_MISSING):
-    value = data.get(key, default) if isinstance(data, Mapping) else default
-    if value is _MISSING:
-        raise ConfigError(path, _join(where, key), "missing required key")
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-        raise ConfigError(path, _join(where, key), f"got {value!r}, expected {names}")
-    return value
-
-
-def _validate(data: dict, path: Path) -> None:
-    _require(data, "checklist file", str, path, "")
-    _require(data, "python", str, path, "", default="")
-    _require(data, "logging", dict, path, "", default={})
-    zmq = _require(data, "zmq", dict, path, "")
-    _require(zmq, "host", str, path, "zmq")
-    _require(zmq, "bind", str, path, "zmq", default="")
-    ports = _require(zmq, "ports", dict, path, "zmq")
+def _validate(data: dict, check: _Checker) -> None:
+    check.require(data, "checklist file", str, "")
+    check.require(data, "python", str, "", default="")
+    check.require(data, "logging", dict, "", default={})
+    zmq = check.require(data, "zmq", dict, "")
+    check.require(zmq, "host", str, "zmq")
+    check.require(zmq, "bind", str, "zmq", default="")
+    ports = check.require(zmq, "ports", dict, "zmq")
     for name in ("manager", "workers"):
-        port = _require(ports, name, int, path, "zmq.ports")
-        if not 0 <= port <= 65535:
-            raise ConfigError(path, f"zmq.ports.{name}", f"got {port!r}, expected 0 to 65535")
-    for name, kind in (("reply timeout", (int, float)), ("reply attempts", int)):
-        value = _require(zmq, name, kind, path, "zmq", default=1)
-        if value <= 0:
-            raise ConfigError(path, f"zmq.{name}", f"got {value!r}, expected a positive number")
-    registry = _require(data, "message registry", dict, path, "")
-    _require(registry, "next workers module", str, path, "message registry")
-    manager = _require(registry, "manager", dict, path, "message registry", default={})
-    _require_words(manager, path, "message registry.manager")
-    workers = _require(registry, "workers", dict, path, "message registry")
+        port = check.require(ports, name, int, "zmq.ports")
+        if port is not None and not 0 <= port <= 65535:
+            check.problem(f"zmq.ports.{name}", f"got {port!r}, expected 0 to 65535")
+    check.positive(zmq, "reply timeout", (int, float), "zmq")
+    check.positive(zmq, "reply attempts", int, "zmq")
+    registry = check.require(data, "message registry", dict, "")
+    check.require(registry, "next workers module", str, "message registry")
+    manager = check.require(registry, "manager", dict, "message registry", default={})
+    _check_words(manager or {}, check, "message registry.manager")
+    workers = check.require(registry, "workers", dict, "message registry") or {}
     for name, entry in workers.items():
         where = f"message registry.workers.{name}"
         if not isinstance(entry, dict):
-            raise ConfigError(path, where, f"got {entry!r}, expected a mapping of message types")
-        _require(entry, "checklist key", str, path, where, default="")
-        timeout = _require(entry, "timeout", (int, float), path, where, default=1)
-        if timeout <= 0:
-            raise ConfigError(path, f"{where}.timeout", f"got {timeout!r}, expected seconds > 0")
-        _require_words({k: v for k, v in entry.items() if k != "timeout"}, path, where)
+            check.problem(where, f"got {entry!r}, expected a mapping of message types")
+            continue
+        check.require(entry, "checklist key", str, where, default="")
+        check.positive(entry, "timeout", (int, float), where, "seconds > 0")
+        _check_words({k: v for k, v in entry.items() if k != "timeout"}, check, where)
 
 
-def _require_words(types: Mapping, path: Path, where: str) -> None:
+def _check_words(types: Mapping, check: _Checker, where: str) -> None:
     for msg_type, words in types.items():
         if not isinstance(words, str):
-            raise ConfigError(
-                path, _join(where, msg_type), f"got {words!r}, expected a description string"
-            )
+            check.problem(_join(where, msg_type), f"got {words!r}, expected a description string")
