@@ -22,6 +22,9 @@ from nowcastkit.errors import MessageError
 __all__ = ["Message"]
 
 _KEYS = frozenset(("source", "type", "payload"))
+# libyaml's composer recurses in C: a frame nested tens of thousands deep overflows
+# the stack and kills the receiving process, so depth is checked on the events first.
+_MAX_DEPTH = 200
 
 
 def _is_str(_instance, attribute, value) -> None:
@@ -57,6 +60,7 @@ class Message:
             except UnicodeDecodeError:
                 raise MessageError("message is not UTF-8 text") from None
         try:
+            _check_depth(text)
             body = yaml.load(text, Loader=yaml.CSafeLoader)
         except yaml.YAMLError as err:
             problem = getattr(err, "problem", None) or type(err).__name__
@@ -69,3 +73,14 @@ class Message:
             got = ", ".join(sorted(map(str, body.keys()))) or "nothing"
             raise MessageError(f"message keys: got {got}, expected payload, source, type")
         return cls(body["source"], body["type"], body["payload"])
+
+
+def _check_depth(text: str) -> None:
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > _MAX_DEPTH:
+                raise MessageError(f"message is nested deeper than {_MAX_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1

@@ -1,0 +1,204 @@
+"""Config loading: substitution, validation and one-line errors naming file and key."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nowcastkit import Config, ConfigError
+from nowcastkit.config import load_config
+
+# The seed's toy config, verbatim from issue 2.
+SEED_CONFIG = """\
+checklist file: $(NOWCAST.ENV.NOWCAST_LOGS)/nowcast_checklist.yaml
+python: $(NOWCAST.ENV.NOWCAST_ENV)/bin/python
+logging:
+  version: 1
+  disable_existing_loggers: False
+  formatters: {simple: {format: '%(asctime)s %(levelname)s [%(name)s] %(message)s'}}
+  handlers: {console: {class: logging.StreamHandler, level: DEBUG, formatter: simple, stream: ext://sys.stdout}}
+  root: {level: DEBUG, handlers: [console]}
+zmq:
+  host: localhost
+  ports: {manager: 4343, workers: 4344}
+message registry:
+  manager:
+    ack: message acknowledged
+    checklist cleared: system checklist cleared
+    unregistered worker: ERROR - message received from unregistered worker
+    unregistered message type: ERROR - unregistered message type received from worker
+    no after_worker function: ERROR - after_worker function not found in next_workers module
+  next workers module: next_workers
+  workers:
+    sleep:
+      checklist key: sleepyhead
+      success: sleep worker slept well
+      failure: sleep worker slept badly
+      crash: sleep worker crashed
+"""
+
+
+def minimal() -> dict:
+    return {
+        "checklist file": "/tmp/nowcast_checklist.yaml",
+        "zmq": {"host": "localhost", "ports": {"manager": 4343, "workers": 4344}},
+        "message registry": {
+            "next workers module": "next_workers",
+            "workers": {"sleep": {"checklist key": "sleepyhead", "success": "slept well"}},
+        },
+    }
+
+
+def write(tmp_path: Path, data: dict | str) -> Path:
+    path = tmp_path / "nowcast.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def load_error(path: Path) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert "\n" not in text, f"config error is not one line: {text!r}"
+    assert text.startswith(f"{path}: "), text
+    return text
+
+
+def test_seed_toy_config_loads_as_is(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOWCAST_LOGS", "/var/log/toy")
+    monkeypatch.setenv("NOWCAST_ENV", "/opt/toy-env")
+    config = load_config(write(tmp_path, SEED_CONFIG))
+    assert config["checklist file"] == "/var/log/toy/nowcast_checklist.yaml"
+    assert config["python"] == "/opt/toy-env/bin/python"
+    assert config["zmq"]["ports"] == {"manager": 4343, "workers": 4344}
+    assert config["message registry"]["next workers module"] == "next_workers"
+    assert config["message registry"]["workers"]["sleep"]["checklist key"] == "sleepyhead"
+
+
+def test_repo_nowcast_yaml_loads(monkeypatch):
+    monkeypatch.setenv("NOWCAST_LOGS", "/var/log/toy")
+    monkeypatch.setenv("NOWCAST_ENV", "/opt/toy-env")
+    repo_config = Path(__file__).resolve().parents[2] / "nowcast.yaml"
+    config = load_config(repo_config)
+    assert config["message registry"]["next workers module"] == "example_system.next_workers"
+
+
+def test_config_is_a_read_only_mapping_with_its_file(tmp_path):
+    path = write(tmp_path, minimal())
+    config = Config()
+    config.load(path)
+    assert config.file == path
+    assert "zmq" in config
+    assert config.get("no such key", "default") == "default"
+    assert config["zmq"]["host"] == "localhost"
+    assert set(config) == {"checklist file", "zmq", "message registry"}
+    with pytest.raises(TypeError):
+        config["zmq"] = {}  # type: ignore[index]
+
+
+def test_env_vars_substituted_in_every_string_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOGS", "/logs")
+    monkeypatch.setenv("WHO", "sleepy")
+    data = minimal()
+    data["checklist file"] = "$(NOWCAST.ENV.LOGS)_v2/x"
+    data["message registry"]["workers"]["sleep"]["success"] = "$(NOWCAST.ENV.WHO) slept well"
+    data["deep"] = {
+        "list": ["a $(NOWCAST.ENV.WHO) b", {"k": "$(NOWCAST.ENV.LOGS)$(NOWCAST.ENV.WHO)"}]
+    }
+    config = load_config(write(tmp_path, data))
+    assert config["checklist file"] == "/logs_v2/x"
+    assert config["message registry"]["workers"]["sleep"]["success"] == "sleepy slept well"
+    assert config["deep"] == {"list": ["a sleepy b", {"k": "/logssleepy"}]}
+
+
+def test_unset_env_var_names_variable_and_key_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("NOWCASTKIT_TEST_UNSET", raising=False)
+    data = minimal()
+    data["deep"] = {"list": ["ok", "$(NOWCAST.ENV.NOWCASTKIT_TEST_UNSET)/x"]}
+    text = load_error(write(tmp_path, data))
+    assert "deep.list[1]" in text
+    assert "NOWCASTKIT_TEST_UNSET" in text
+    assert "not set" in text
+
+
+@pytest.mark.parametrize(
+    ("remove", "key_path"),
+    [
+        (("checklist file",), "checklist file"),
+        (("zmq",), "zmq"),
+        (("zmq", "host"), "zmq.host"),
+        (("zmq", "ports", "workers"), "zmq.ports.workers"),
+        (("message registry", "next workers module"), "message registry.next workers module"),
+        (("message registry", "workers"), "message registry.workers"),
+    ],
+)
+def test_missing_required_key_is_named(tmp_path, remove, key_path):
+    data = minimal()
+    parent = data
+    for key in remove[:-1]:
+        parent = parent[key]
+    del parent[remove[-1]]
+    text = load_error(write(tmp_path, data))
+    assert f": {key_path}: missing required key" in text
+
+
+@pytest.mark.parametrize(
+    ("key_path", "value", "expected"),
+    [
+        (("zmq", "ports", "workers"), "4344", "expected int"),
+        (("zmq", "ports", "manager"), True, "expected int"),
+        (("zmq", "ports", "manager"), 70000, "expected 0 to 65535"),
+        (("zmq", "host"), 127, "expected str"),
+        (("zmq", "reply timeout"), 0, "expected a positive number"),
+        (("zmq", "reply attempts"), 1.5, "expected int"),
+        (("checklist file",), ["a", "b"], "expected str"),
+        (("message registry", "workers", "sleep"), "sleepyhead", "expected a mapping"),
+        (("message registry", "workers", "sleep", "success"), 3, "expected a description"),
+        (("message registry", "workers", "sleep", "timeout"), -1, "expected seconds > 0"),
+    ],
+)
+def test_wrong_type_names_key_value_and_expectation(tmp_path, key_path, value, expected):
+    data = minimal()
+    parent = data
+    for key in key_path[:-1]:
+        parent = parent[key]
+    parent[key_path[-1]] = value
+    text = load_error(write(tmp_path, data))
+    assert f": {'.'.join(key_path)}: " in text
+    assert repr(value) in text
+    assert expected in text
+
+
+def test_bad_yaml_is_one_line_with_position(tmp_path):
+    path = write(
+        tmp_path,
+        textwrap.dedent("""\
+        checklist file: x
+        zmq: {host: localhost
+        message registry: {}
+        """),
+    )
+    text = load_error(path)
+    assert "not valid YAML at line" in text
+
+
+@pytest.mark.parametrize("text", ["", "- a list\n- not a mapping\n", "just text\n"])
+def test_file_that_is_not_a_mapping(tmp_path, text):
+    assert "expected a mapping of keys" in load_error(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path):
+    text = load_error(tmp_path / "nowcast.yaml")
+    assert "cannot read config file" in text
+
+
+def test_failed_reload_keeps_old_contents(tmp_path):
+    path = write(tmp_path, minimal())
+    config = load_config(path)
+    path.write_text("zmq: [")
+    with pytest.raises(ConfigError):
+        config.load(path)
+    assert config["zmq"]["host"] == "localhost"
