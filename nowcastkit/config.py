@@ -32,9 +32,9 @@ _MISSING = object()
 class Config(Mapping):
     """The system's configuration: a read-only mapping loaded from a YAML file."""
 
-    def __init__(self) -> None:
-        self._dict: dict[str, Any] = {}
-        self.file: Path | None = None
+    def __init__(self, data: dict | None = None, file: Path | None = None) -> None:
+        self._dict: dict[str, Any] = data or {}
+        self.file: Path | None = file
 
     def load(self, config_file: str | os.PathLike) -> None:
         """Read, substitute and validate *config_file*; on error keep the old contents."""
@@ -168,7 +168,8 @@ def _validate(data: dict, check: _Checker) -> None:
             continue
         check.require(entry, "checklist key", str, where, default="")
         check.positive(entry, "timeout", (int, float), where, "seconds > 0")
-        _check_words({k: v for k, v in entry.items() if k != "timeout"}, check, where)
+        types = {k: v for k, v in entry.items() if k not in ("checklist key", "timeout")}
+        _check_words(types, check, where)
 
 
 def _check_words(types: Mapping, check: _Checker, where: str) -> None:

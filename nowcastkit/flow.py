@@ -50,6 +50,15 @@ class Flow:
     _stamp: tuple | None = None
     _error: FlowError | None = None
 
+    @property
+    def error(self) -> FlowError | None:
+        """Why the module cannot be used now, or None."""
+        return self._error
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
     def refresh(self, force: bool = False) -> None:
         """Recompile the module if its file changed; remember a failure to report it."""
         try:
@@ -119,6 +128,10 @@ def _find_source(module_name: str, search_path: Path) -> Path:
     folder = str(search_path)
     if folder not in sys.path:
         sys.path.insert(0, folder)
+    # Search the path afresh: a module compiled earlier sits in sys.modules without a
+    # spec, and find_spec would trip on it instead of finding the file again.
+    sys.modules.pop(module_name, None)
+    importlib.invalidate_caches()
     spec = importlib.util.find_spec(module_name)
     if spec is None or not spec.origin or not spec.has_location:
         raise ImportError(f"no module named {module_name!r} on the import path")

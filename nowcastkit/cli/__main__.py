@@ -1,0 +1,5 @@
+import sys
+
+from nowcastkit.cli import main
+
+sys.exit(main())

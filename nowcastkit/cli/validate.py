@@ -1,0 +1,164 @@
+"""Check the config and the flow, reporting every problem at once.
+
+    nowcastkit validate nowcast.yaml
+    nowcastkit validate --dry-run sleep success --payload '{sleep time: 5}'
+
+Finds missing or mistyped keys, unset environment variables, a next workers
+module that will not import, registered workers without ``after_<worker>``,
+``after_<worker>`` functions for unregistered workers, and scheduled worker
+modules that cannot be found. Exit status 0 when valid, 1 when not.
+``--dry-run WORKER TYPE`` calls ``after_<worker>`` on a copy of the current
+checklist and prints the workers the manager would launch; nothing changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nowcastkit.config import Config, check
+from nowcastkit.errors import ConfigError, FlowError, NowcastkitError
+from nowcastkit.flow import Flow
+from nowcastkit.message import Message
+
+__all__ = ["add_arguments", "problems", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--dry-run",
+        nargs=2,
+        metavar=("WORKER", "TYPE"),
+        help="call after_WORKER for a TYPE message against the current checklist",
+    )
+    parser.add_argument("--payload", default="null", help="the dry-run message's payload, YAML")
+
+
+def run(args: argparse.Namespace) -> int:
+    found, config, flow = problems(args.config)
+    if args.dry_run and not found:
+        return _dry_run(args, config, flow)
+    if args.json:
+        print(json.dumps({"config": str(args.config), "valid": not found, "problems": [
+            {"file": str(p.path), "key": p.key, "problem": p.problem} for p in found
+        ]}))  # fmt: skip
+    else:
+        for problem in found:
+            print(problem)
+        print(f"{args.config}: {len(found)} problem{'s'[: len(found) != 1]}" if found else
+              f"{args.config}: valid")  # fmt: skip
+    return 1 if found else 0
+
+
+def problems(path: Path) -> tuple[list[ConfigError], Config | None, Flow | None]:
+    """Every problem with the config at *path* and its flow; the loaded config if usable."""
+    try:
+        data, found = check(Path(path).expanduser().absolute())
+    except ConfigError as err:
+        return [err], None, None
+    registry = data.get("message registry")
+    if not (
+        isinstance(registry, dict)
+        and isinstance(registry.get("next workers module"), str)
+        and isinstance(registry.get("workers"), dict)
+    ):
+        return found, None, None
+    config = Config(data, Path(path).expanduser().absolute())
+    flow = Flow(data["message registry"]["next workers module"], config.file.parent)
+    flow.refresh()
+    if flow.error is not None:
+        key = "message registry.next workers module"
+        found.append(ConfigError(config.file, key, str(flow.error)))
+        flow = None
+    else:
+        found += _flow_problems(config, flow)
+    found += _schedule_problems(config)
+    return found, config, flow
+
+
+def _flow_problems(config: Config, flow: Flow) -> list[ConfigError]:
+    registered = config["message registry"]["workers"]
+    found = [
+        ConfigError(config.file, f"message registry.workers.{name}",
+                    f"no after_{name} function in {flow.source}")
+        for name in registered
+        if not callable(getattr(flow.module, f"after_{name}", None))
+    ]  # fmt: skip
+    for attribute in sorted(vars(flow.module)):
+        name = attribute.removeprefix("after_")
+        if attribute.startswith("after_") and name not in registered:
+            found.append(ConfigError(
+                flow.source, attribute, f"worker {name!r} is not in message registry.workers"
+            ))  # fmt: skip
+    return found
+
+
+def _schedule_problems(config: Config) -> list[ConfigError]:
+    found = []
+    entries = config.get("scheduled workers") or []
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        for module in entry if isinstance(entry, dict) else []:
+            if not _importable(str(module)):
+                found.append(ConfigError(
+                    config.file, f"scheduled workers[{i}].{module}", "worker module cannot be found"
+                ))  # fmt: skip
+    return found
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _dry_run(args: argparse.Namespace, config: Config, flow: Flow) -> int:
+    worker, msg_type = args.dry_run
+    try:
+        payload = yaml.load(args.payload, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError as err:
+        raise NowcastkitError(f"--payload: not valid YAML: {err.problem}") from None
+    state = _current_checklist(config)
+    try:
+        launch = flow.next_workers(Message(worker, msg_type, payload), config, state)
+    except FlowError as err:
+        print(f"after_{worker}: {err}", file=sys.stderr)
+        return 1
+    result = {
+        "launch": [_describe(w, config) for w in launch],
+        "hold": [{"until": sorted(g.waiting), "workers": [_describe(w, config) for w in g.held]}
+                 for g in flow.groups],
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for line in result["launch"]:
+        print(f"would launch: {line['command']}")
+    for group in result["hold"]:
+        for line in group["workers"]:
+            print(f"would hold until {', '.join(group['until'])} finish: {line['command']}")
+    if not result["launch"] and not result["hold"]:
+        print(f"after_{worker} launches nothing for a {msg_type} message")
+    return 0
+
+
+def _current_checklist(config: Config) -> dict:
+    path = Path(config["checklist file"])
+    try:
+        state = yaml.load(path.read_bytes(), Loader=yaml.CSafeLoader)
+    except (OSError, yaml.YAMLError):
+        return {}
+    return copy.deepcopy(state) if isinstance(state, dict) else {}
+
+
+def _describe(worker: Any, config: Config) -> dict:
+    return {"module": worker.module, "args": list(worker.args), "host": worker.host,
+            "command": " ".join(worker.command(config))}  # fmt: skip

@@ -1,0 +1,102 @@
+"""``nowcastkit validate``: every problem at once, and dry runs of after_<worker>."""
+
+import json
+import subprocess
+import sys
+
+import yaml
+from conftest import child_env
+
+
+def validate(system, *args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "nowcastkit.cli", "validate", str(system.config_path), *args],
+        capture_output=True, text=True, timeout=30, cwd=system.folder, env=env or child_env(),
+    )  # fmt: skip
+
+
+def test_a_good_system_is_valid(toy_system):
+    result = validate(toy_system)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == f"{toy_system.config_path}: valid"
+
+
+def test_every_problem_is_reported_at_once_with_file_and_key(toy_system):
+    config = toy_system.config
+    config["checklist file"] = "$(NOWCAST.ENV.NOWCASTKIT_SURELY_UNSET)/c.yaml"
+    config["zmq"]["ports"]["manager"] = "x"
+    config["message registry"]["workers"]["ghost"] = {"success": "s"}
+    config["scheduled workers"] = [{"workers.no_such_worker": {"every": "day", "at": "10:00"}}]
+    toy_system.write_config()
+    toy_system.write_next_workers(
+        "def after_sleep(msg, config, checklist):\n    return []\n"
+        "def after_awaken(msg, config, checklist):\n    return []\n"
+        "def after_stray(msg, config, checklist):\n    return []\n"
+    )
+    result = validate(toy_system)
+    assert result.returncode == 1
+    path = toy_system.config_path
+    lines = result.stdout.splitlines()
+    assert (
+        f"{path}: checklist file: environment variable NOWCASTKIT_SURELY_UNSET is not set" in lines
+    )
+    assert f"{path}: zmq.ports.manager: got 'x', expected int" in lines
+    assert any(
+        line.startswith(f"{path}: message registry.workers.ghost: no after_ghost") for line in lines
+    )
+    assert any(
+        "after_stray: worker 'stray' is not in message registry.workers" in line for line in lines
+    )
+    assert (
+        f"{path}: scheduled workers[0].workers.no_such_worker: worker module cannot be found"
+        in lines
+    )
+    assert lines[-1] == f"{path}: 5 problems"
+
+    as_json = json.loads(validate(toy_system, "--json").stdout)
+    assert as_json["valid"] is False
+    assert {p["key"] for p in as_json["problems"]} >= {"zmq.ports.manager", "after_stray"}
+
+
+def test_a_next_workers_module_that_will_not_import_is_a_problem(toy_system):
+    toy_system.write_next_workers("def after_sleep(msg, config, checklist)\n    return []\n")
+    result = validate(toy_system)
+    assert result.returncode == 1
+    assert "message registry.next workers module: next workers module" in result.stdout
+    assert "SyntaxError" in result.stdout
+
+
+def test_dry_run_shows_what_would_launch_and_changes_nothing(toy_system):
+    toy_system.write_next_workers(
+        "from nowcastkit import NextWorker\n"
+        "def after_sleep(msg, config, checklist):\n"
+        "    checklist['touched'] = True\n"
+        "    return [NextWorker('workers.awaken', args=['--x', str(msg.payload['n'])])]\n"
+        "def after_awaken(msg, config, checklist):\n"
+        "    return ([NextWorker('workers.sleep')], {'sleep', 'other'})\n"
+    )
+    checklist = toy_system.folder / "nowcast_checklist.yaml"
+    checklist.write_text(yaml.safe_dump({"sleepyhead": {"sleep time": 1}}))
+    before = checklist.read_text()
+
+    result = validate(toy_system, "--dry-run", "sleep", "success", "--payload", "{n: 7}")
+    assert result.returncode == 0, result.stderr
+    assert "would launch:" in result.stdout
+    assert "-m workers.awaken" in result.stdout and "--x 7" in result.stdout
+    assert checklist.read_text() == before
+
+    held = json.loads(validate(toy_system, "--dry-run", "awaken", "success", "--json").stdout)
+    assert held["launch"] == []
+    assert held["hold"][0]["until"] == ["other", "sleep"]
+    assert held["hold"][0]["workers"][0]["module"] == "workers.sleep"
+
+
+def test_no_config_is_a_usage_error(toy_system):
+    env = child_env()
+    env.pop("NOWCAST_YAML", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "nowcastkit.cli", "validate"],
+        capture_output=True, text=True, timeout=30, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "no config file: give one or set NOWCAST_YAML" in result.stderr
