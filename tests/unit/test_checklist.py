@@ -1,0 +1,89 @@
+"""Checklist merge, atomic write, and loading of missing, empty and corrupt files."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import yaml
+
+from nowcastkit import checklist
+
+
+def test_mapping_payload_updates_the_section():
+    state = {"sleepyhead": {"sleep time": 5, "kept": True}}
+    checklist.merge(state, "sleepyhead", {"sleep time": 0, "new": [1, 2]})
+    assert state == {"sleepyhead": {"sleep time": 0, "kept": True, "new": [1, 2]}}
+
+
+@pytest.mark.parametrize(
+    ("current", "payload"),
+    [(None, {"a": 1}), ({"a": 1}, ["x"]), ("old", "new"), ([1], None), ({"a": 1}, None)],
+)
+def test_non_mapping_payload_replaces_the_section(current, payload):
+    state = {"other": 1} if current is None else {"key": current, "other": 1}
+    checklist.merge(state, "key", payload)
+    assert state == {"key": payload, "other": 1}
+
+
+def test_write_then_load_round_trip(tmp_path, caplog):
+    path = tmp_path / "nowcast_checklist.yaml"
+    state = {"sleepyhead": {"sleep time": 0}, "awake": {"awoke at": "2024-01-01 00:00:00"}}
+    checklist.write(path, state)
+    assert yaml.safe_load(path.read_text()) == state
+    with caplog.at_level(logging.INFO, logger="manager"):
+        assert checklist.load(path) == state
+    assert f"checklist loaded from {path}" in caplog.text
+
+
+def test_write_replaces_the_file_and_leaves_no_temp_files(tmp_path):
+    path = tmp_path / "nowcast_checklist.yaml"
+    path.write_text("old: 1\n")
+    inode = path.stat().st_ino
+    checklist.write(path, {"new": 2})
+    assert yaml.safe_load(path.read_text()) == {"new": 2}
+    assert path.stat().st_ino != inode  # renamed into place, not rewritten in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_write_into_missing_folder_raises_and_keeps_nothing(tmp_path):
+    with pytest.raises(OSError):
+        checklist.write(tmp_path / "gone" / "nowcast_checklist.yaml", {"a": 1})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_removes_temp_files_left_by_a_killed_writer(tmp_path):
+    path = tmp_path / "nowcast_checklist.yaml"
+    checklist.write(path, {"a": 1})
+    leftover = tmp_path / f".{path.name}.1234.0.tmp"
+    leftover.write_text("a: [half writ")
+    assert checklist.load(path) == {"a": 1}
+    assert not leftover.exists()
+
+
+def test_missing_file_gives_empty_checklist_with_warning(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="manager"):
+        assert checklist.load(tmp_path / "nowcast_checklist.yaml") == {}
+    assert "checklist load failed" in caplog.text
+    assert "running with empty checklist" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (b"", "is empty"),
+        (b"sleepyhead: {sleep time: [5\n", "is not valid YAML"),
+        (b"- a list\n", "is not a mapping"),
+        (b"\x00\xff\xfe", "is not valid YAML"),
+    ],
+)
+def test_empty_or_corrupt_file_is_moved_aside(tmp_path, caplog, text, problem):
+    path = tmp_path / "nowcast_checklist.yaml"
+    path.write_bytes(text)
+    with caplog.at_level(logging.WARNING, logger="manager"):
+        assert checklist.load(path) == {}
+    assert not path.exists()
+    (backup,) = tmp_path.iterdir()
+    assert backup.read_bytes() == text
+    assert f"checklist file {path} {problem}" in caplog.text
+    assert f"; moved it aside to {backup}" in caplog.text

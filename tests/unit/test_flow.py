@@ -1,0 +1,186 @@
+"""The flow: after_<worker> results, race-condition groups, and next_workers reloading."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from nowcastkit import Message, NextWorker
+from nowcastkit.errors import FlowError
+from nowcastkit.flow import Flow
+
+# Race groups: after_a holds "held" until b and c report; b and c return their own workers.
+RACE_FLOW = """\
+from nowcastkit import NextWorker
+
+
+def after_a(msg, config, checklist):
+    return [NextWorker("held", args=[msg.type])], {"b", "c"}
+
+
+def after_b(msg, config, checklist):
+    return [NextWorker("from_b")]
+
+
+def after_c(msg, config, checklist):
+    return []
+
+
+def after_d(msg, config, checklist):
+    return [NextWorker("held_d")], {"c"}
+
+
+def after_e(msg, config, checklist):
+    return [NextWorker("from_e")], set()
+"""
+
+
+def make_flow(folder: Path, text: str, name: str = "next_workers") -> Flow:
+    (folder / f"{name}.py").write_text(text)
+    flow = Flow(name, folder)
+    flow.refresh()
+    return flow
+
+
+def names(workers: list[NextWorker]) -> list[str]:
+    return [worker.module for worker in workers]
+
+
+def report(flow: Flow, source: str, msg_type: str = "success") -> list[str]:
+    return names(flow.next_workers(Message(source, msg_type), {}, {}))
+
+
+def test_after_worker_gets_message_config_and_checklist(tmp_path):
+    flow = make_flow(
+        tmp_path,
+        textwrap.dedent("""\
+        from nowcastkit import NextWorker
+
+        def after_sleep(msg, config, checklist):
+            return [NextWorker("workers.awaken", args=[msg.type, config["k"], checklist["c"]])]
+        """),
+    )
+    workers = flow.next_workers(Message("sleep", "success"), {"k": "v"}, {"c": "x"})
+    assert workers == [NextWorker("workers.awaken", args=["success", "v", "x"])]
+
+
+def test_held_workers_launch_when_every_named_worker_has_reported(tmp_path):
+    flow = make_flow(tmp_path, RACE_FLOW)
+    assert report(flow, "a") == []
+    assert report(flow, "c") == []
+    assert report(flow, "b") == ["held", "from_b"]
+    assert flow.groups == []
+
+
+def test_named_workers_own_workers_join_the_held_ones(tmp_path):
+    flow = make_flow(tmp_path, RACE_FLOW)
+    report(flow, "a")
+    assert report(flow, "b") == []  # from_b waits with "held" for c
+    assert report(flow, "c") == ["held", "from_b"]
+
+
+def test_two_groups_at_once_release_independently(tmp_path):
+    flow = make_flow(tmp_path, RACE_FLOW)
+    assert report(flow, "a") == []
+    assert report(flow, "d") == []
+    assert len(flow.groups) == 2
+    # c is named by both groups: d's group is complete, a's still waits for b.
+    assert report(flow, "c") == ["held_d"]
+    assert report(flow, "b") == ["held", "from_b"]
+    assert flow.groups == []
+
+
+def test_empty_set_launches_its_workers_instead_of_dropping_them(tmp_path):
+    flow = make_flow(tmp_path, RACE_FLOW)
+    assert report(flow, "e") == ["from_e"]
+    assert flow.groups == []
+
+
+def test_missing_after_function(tmp_path):
+    flow = make_flow(tmp_path, RACE_FLOW)
+    with pytest.raises(FlowError) as caught:
+        report(flow, "zzz")
+    assert caught.value.reply_type == "no after_worker function"
+    assert "after_zzz" in str(caught.value)
+
+
+def test_exception_in_after_function_is_a_flow_error(tmp_path):
+    flow = make_flow(tmp_path, "def after_sleep(msg, config, checklist):\n    return {}['x']\n")
+    with pytest.raises(FlowError) as caught:
+        report(flow, "sleep")
+    assert caught.value.reply_type == "after_worker error"
+    assert str(caught.value) == "after_sleep raised KeyError: 'x'"
+
+
+@pytest.mark.parametrize(
+    "result", ["'workers.awaken'", "None", "['workers.awaken']", "([], 'not a set')"]
+)
+def test_wrong_return_value_is_a_flow_error(tmp_path, result):
+    flow = make_flow(tmp_path, f"def after_sleep(msg, config, checklist):\n    return {result}\n")
+    with pytest.raises(FlowError, match="after_sleep returned") as caught:
+        report(flow, "sleep")
+    assert caught.value.reply_type == "after_worker error"
+
+
+def test_syntax_error_is_reported_then_recovered_from(tmp_path):
+    flow = make_flow(tmp_path, RACE_FLOW)
+    source = tmp_path / "next_workers.py"
+    source.write_text("def after_a(msg, config, checklist)\n    return []\n")
+    with pytest.raises(FlowError, match="failed to load: SyntaxError") as caught:
+        report(flow, "a")
+    assert caught.value.reply_type == "after_worker error"
+    source.write_text("def after_a(msg, config, checklist):\n    return []\n")
+    assert report(flow, "a") == []
+
+
+def test_edit_takes_effect_on_next_call(tmp_path):
+    flow = make_flow(tmp_path, "def after_sleep(msg, config, checklist):\n    return []\n")
+    assert report(flow, "sleep") == []
+    (tmp_path / "next_workers.py").write_text(
+        "from nowcastkit import NextWorker\n\n"
+        "def after_sleep(msg, config, checklist):\n"
+        "    return [NextWorker('workers.awaken')]\n"
+    )
+    assert report(flow, "sleep") == ["workers.awaken"]
+
+
+def test_unchanged_file_is_not_recompiled(tmp_path):
+    flow = make_flow(tmp_path, RACE_FLOW)
+    module = flow.module
+    report(flow, "c")
+    assert flow.module is module
+
+
+def test_each_flow_loads_its_own_folders_module(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    make_flow(one, "def after_sleep(msg, config, checklist):\n    return []\n")
+    flow = make_flow(two, "def after_sleep(msg, config, checklist):\n    return 'two'\n")
+    assert flow.module.__file__ == str(two / "next_workers.py")
+
+
+def test_module_that_goes_missing_then_returns_is_loaded_again(tmp_path):
+    # Some editors save by deleting the file and writing a new one.
+    flow = make_flow(tmp_path, RACE_FLOW)
+    source = tmp_path / "next_workers.py"
+    os.unlink(source)
+    with pytest.raises(FlowError, match="not found"):
+        report(flow, "a")
+    source.write_text(RACE_FLOW.replace("args=[msg.type]", 'args=["again"]'))
+    assert report(flow, "a") == []
+    assert report(flow, "b") == []
+    assert flow.next_workers(Message("c", "success"), {}, {})[0].args == ("again",)
+
+
+def test_dotted_module_name_in_a_package(tmp_path):
+    package = tmp_path / "my_system"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    flow = make_flow(package, RACE_FLOW, name="flow_module")
+    flow = Flow("my_system.flow_module", tmp_path)
+    flow.refresh()
+    assert report(flow, "e") == ["from_e"]
