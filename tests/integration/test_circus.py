@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import datetime as dt
 import os
 import re
 import signal
@@ -302,3 +303,29 @@ def test_reload_and_hup_reload_config_without_restarts(circus):
     assert {name: circus.pid(name) for name in pids} == pids
     result = circus.run_worker("workers.sleep", "--sleep-time", "0")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(
+    not (REPO / "nowcastkit" / "scheduler.py").exists(), reason="no nowcastkit.scheduler yet"
+)
+def test_scheduled_worker_runs_on_time(tmp_path):
+    due = (dt.datetime.now() + dt.timedelta(seconds=4)).replace(microsecond=0)
+    entry = {"every": "day", "at": f"{due:%H:%M:%S}", "cmd line opts": "--sleep-time 0"}
+    system = start_circus(tmp_path, schedule=[{"workers.sleep": entry}])
+    try:
+        _wait_ready(system)
+        wait_for(lambda: system.count(r"\[scheduler\] .*next run at"), "scheduler start", 20)
+
+        late = wait_for(
+            lambda: re.search(
+                r"\[scheduler\] .*launched in process \d+ .*, ([\d.]+)s late", system.output()
+            ),
+            "scheduled launch",
+            20,
+        )
+        assert float(late[1]) < 1.0, late[0]
+        wait_for(lambda: system.checklist().get("sleepyhead"), "scheduled sleep's report")
+        wait_for(lambda: system.count(r"\[scheduler\] .*exited with status 0"), "worker reaped")
+        system.quit()
+    finally:
+        _kill_leftovers(system)
