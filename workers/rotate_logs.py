@@ -46,6 +46,9 @@ def rotate_logs(parsed_args, config, tell_manager) -> list[str]:
         if isinstance(handler, logging.handlers.RotatingFileHandler) and not handler.backupCount:
             logger.warning("%s: not rotated: its handler has backupCount 0", handler.baseFilename)
             continue
+        if _is_empty(handler.baseFilename):
+            logger.info("%s: not rotated: empty", handler.baseFilename)
+            continue
         try:
             _roll_over(handler)
         except OSError as err:
@@ -56,6 +59,13 @@ def rotate_logs(parsed_args, config, tell_manager) -> list[str]:
     for path in rotated:
         logger.info("log file rotated: %s", path)
     return rotated
+
+
+def _is_empty(path: str) -> bool:
+    try:
+        return os.stat(path).st_size == 0
+    except FileNotFoundError:
+        return True
 
 
 def _roll_over(handler: logging.handlers.BaseRotatingHandler) -> None:
