@@ -27,15 +27,20 @@ def dump(checklist: dict) -> str:
     return yaml.dump(checklist, Dumper=yaml.CSafeDumper, default_flow_style=False)
 
 
-def load(path: Path) -> dict:
-    """Return the checklist in *path*; an unreadable, empty or corrupt file gives ``{}``."""
+def load(path: Path, quiet: bool = False) -> dict:
+    """Return the checklist in *path*; an unreadable, empty or corrupt file gives ``{}``.
+
+    A corrupt file is always moved aside with a warning; *quiet* drops the
+    warnings about a missing file and an empty checklist.
+    """
     for leftover in path.parent.glob(f".{path.name}.*.tmp"):
         leftover.unlink(missing_ok=True)
     try:
         text = path.read_bytes()
     except OSError as err:
-        log.warning("checklist load failed: %s", err)
-        log.warning("running with empty checklist")
+        if not quiet:
+            log.warning("checklist load failed: %s", err)
+            log.warning("running with empty checklist")
         return {}
     try:
         checklist = yaml.load(text, Loader=yaml.CSafeLoader)
@@ -47,9 +52,11 @@ def load(path: Path) -> dict:
         backup = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
         os.replace(path, backup)
         log.warning("checklist file %s %s; moved it aside to %s", path, problem, backup)
-        log.warning("running with empty checklist")
+        if not quiet:
+            log.warning("running with empty checklist")
         return {}
-    log.info("checklist loaded from %s", path)
+    if not quiet:
+        log.info("checklist loaded from %s", path)
     return checklist
 
 

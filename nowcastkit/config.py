@@ -156,6 +156,7 @@ def _validate(data: dict, check: _Checker) -> None:
             check.problem(f"zmq.ports.{name}", f"got {port!r}, expected 0 to 65535")
     check.positive(zmq, "reply timeout", (int, float), "zmq")
     check.positive(zmq, "reply attempts", int, "zmq")
+    check.positive(zmq, "resend for", (int, float), "zmq")
     registry = check.require(data, "message registry", dict, "")
     check.require(registry, "next workers module", str, "message registry")
     manager = check.require(registry, "manager", dict, "message registry", default={})

@@ -4,9 +4,9 @@ The module is found once on the import path (with the config file's folder
 first on it) and compiled from its source whenever the file changes, so an
 edit takes effect on the next message without a manager restart and without
 stale bytecode. ``after_<worker>(msg, config, checklist)`` returns the workers
-to launch, or ``(workers, {names})`` to hold those workers until every named
-worker has reported; workers returned by a named worker's own ``after_``
-function join the held ones.
+to launch. It may return ``(workers, {names})`` instead: the workers launch at
+once, and whatever the named workers' own ``after_`` functions return is held
+until every named worker has reported, then launched together.
 """
 
 from __future__ import annotations
@@ -107,8 +107,9 @@ class Flow:
             group.waiting.discard(source)
         launch: list[NextWorker] = []
         if must_finish:
-            self.groups.append(RaceGroup(set(must_finish), list(workers)))
-            log.info("race condition: holding %s until %s finish", _names(workers), must_finish)
+            self.groups.append(RaceGroup(set(must_finish), []))
+            launch.extend(workers)
+            log.info("race condition: what follows %s waits until all of them finish", must_finish)
         elif joined is not None:
             joined.held.extend(workers)
         else:

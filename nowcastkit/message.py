@@ -22,6 +22,9 @@ from nowcastkit.errors import MessageError
 __all__ = ["Message"]
 
 _KEYS = frozenset(("source", "type", "payload"))
+# Delivery details a nowcastkit worker adds; a reference-design worker's
+# message has none of them and is accepted as it is.
+_EXTRA_KEYS = {"id": str, "host": str, "pid": int, "run": str}
 # libyaml's composer recurses in C: a frame nested tens of thousands deep overflows
 # the stack and kills the receiving process, so depth is checked on the events first.
 _MAX_DEPTH = 200
@@ -39,10 +42,19 @@ class Message:
     source: str = attrs.field(validator=_is_str)
     type: str = attrs.field(validator=_is_str)
     payload: Any = None
+    #: Unique per message (resends keep it), so the manager handles it once.
+    id: str | None = attrs.field(default=None, eq=False, kw_only=True)
+    host: str | None = attrs.field(default=None, eq=False, kw_only=True)
+    pid: int | None = attrs.field(default=None, eq=False, kw_only=True)
+    #: The run id the manager gave the worker when it launched it.
+    run: str | None = attrs.field(default=None, eq=False, kw_only=True)
 
     def serialize(self) -> str:
         """Return the wire text; raise MessageError for a payload YAML cannot carry safely."""
         body = {"source": self.source, "type": self.type, "payload": self.payload}
+        for key in _EXTRA_KEYS:
+            if (value := getattr(self, key)) is not None:
+                body[key] = value
         try:
             return yaml.dump(body, Dumper=yaml.CSafeDumper, default_flow_style=False)
         except yaml.YAMLError as err:
@@ -69,10 +81,20 @@ class Message:
             raise MessageError(f"message is not valid YAML: {err}") from None
         if not isinstance(body, dict):
             raise MessageError(f"message is not a mapping: got {type(body).__name__}")
-        if body.keys() != _KEYS:
-            got = ", ".join(sorted(map(str, body.keys()))) or "nothing"
-            raise MessageError(f"message keys: got {got}, expected payload, source, type")
-        return cls(body["source"], body["type"], body["payload"])
+        keys = body.keys()
+        if not keys >= _KEYS or not keys - _KEYS <= _EXTRA_KEYS.keys():
+            got = ", ".join(sorted(map(str, keys))) or "nothing"
+            raise MessageError(
+                f"message keys: got {got}, expected payload, source, type "
+                "(and optionally host, id, pid, run)"
+            )
+        extras = {}
+        for key in keys - _KEYS:
+            kind, value = _EXTRA_KEYS[key], body[key]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise MessageError(f"message {key}: got {value!r}, expected {kind.__name__}")
+            extras[key] = value
+        return cls(body["source"], body["type"], body["payload"], **extras)
 
 
 def _check_depth(text: str) -> None:

@@ -4,7 +4,9 @@
 
 Workers' REQ sockets connect to a ROUTER on ``zmq.ports.workers``; the
 manager's REP socket connects to a DEALER on ``zmq.ports.manager``; frames are
-relayed both ways untouched. Both sockets bind to ``zmq.host`` (loopback for
+relayed both ways, each request held until its reply has passed back (see
+:class:`Relay`), so a manager killed while holding a message gets it again
+when it comes back. Both sockets bind to ``zmq.host`` (loopback for
 ``localhost``) unless ``zmq.bind`` names another interface (``"*"`` for all).
 A port of 0 binds a free port; the log says which.
 """
@@ -13,17 +15,25 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import logging
 import signal
 import sys
+import uuid
+from collections.abc import Iterator
 
+import attrs
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from nowcastkit import lifecycle
 from nowcastkit.config import Config
 from nowcastkit.errors import ConfigError
 
-__all__ = ["bind_address", "main"]
+__all__ = ["MAX_MESSAGE_SIZE", "Relay", "bind_address", "main"]
+
+#: Frames larger than this (``zmq.max message size``) are refused at the socket.
+MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 # Named as operators know it from their log filters, not after the module path.
 log = logging.getLogger("message_broker")
@@ -48,27 +58,92 @@ def _bind(sock: zmq.Socket, config: Config, role: str) -> int:
     return bound
 
 
+@attrs.define(eq=False)
+class Relay:
+    """Requests on their way to the manager, and those it has not answered yet.
+
+    Each request is tagged on its way out (the manager's REP socket sees
+    ``[tag, body]``); the tag stays in ``outstanding`` until the reply comes
+    back. When the manager's connection drops, every outstanding request goes
+    back into the backlog for the manager that connects next, which answers a
+    request it already handled from its store instead of handling it again.
+    """
+
+    instance: str = attrs.field(factory=lambda: uuid.uuid4().hex[:8])
+    serial: Iterator[int] = attrs.field(factory=itertools.count)
+    backlog: collections.deque = attrs.field(factory=collections.deque)
+    outstanding: dict[bytes, list] = attrs.field(factory=dict)
+
+    def accept(self, frames: list[bytes]) -> None:
+        """Queue a worker's request, tagged, for the manager."""
+        envelope, body = _split(frames)
+        tag = f"{self.instance}:{next(self.serial)}".encode()
+        tagged = [*envelope, b"", tag, *body]
+        self.outstanding[tag] = tagged
+        self.backlog.append(tagged)
+
+    def forward(self, manager: zmq.Socket) -> None:
+        """Pass queued requests to the manager for as long as it takes them."""
+        while self.backlog:
+            try:
+                manager.send_multipart(self.backlog[0], flags=zmq.NOBLOCK)
+            except zmq.Again:  # no manager connected: a blocking send would stop the broker
+                return
+            self.backlog.popleft()
+
+    def answer(self, frames: list[bytes]) -> list[bytes]:
+        """Strip the tag from the manager's reply; return the frames for the worker."""
+        envelope, body = _split(frames)
+        if len(body) >= 2:
+            self.outstanding.pop(body[0], None)
+            body = body[1:]
+        return [*envelope, b"", *body]
+
+    def requeue(self) -> int:
+        """The manager went away: queue every unanswered request again."""
+        waiting = {id(frames) for frames in self.backlog}
+        lost = [frames for frames in self.outstanding.values() if id(frames) not in waiting]
+        self.backlog.extendleft(reversed(lost))
+        return len(lost)
+
+
+def _split(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """Routing envelope and body, around the first empty frame (REQ's delimiter)."""
+    try:
+        cut = frames.index(b"")
+    except ValueError:
+        return frames[:1], frames[1:]
+    return frames[:cut], frames[cut + 1 :]
+
+
 def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWatch) -> None:
     context = zmq.Context()
     workers = context.socket(zmq.ROUTER)
+    workers.setsockopt(zmq.MAXMSGSIZE, config["zmq"].get("max message size", MAX_MESSAGE_SIZE))
     manager = context.socket(zmq.DEALER)
-    # Requests wait here while no manager is connected: a DEALER with no peer
-    # would block the send, and with it the whole broker.
-    backlog: collections.deque[list] = collections.deque()
+    relay = Relay()
     try:
         _bind(workers, config, "workers")
         _bind(manager, config, "manager")
+        events = manager.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         poller = zmq.Poller()
         poller.register(workers, zmq.POLLIN)
+        poller.register(events, zmq.POLLIN)
         poller.register(watch, zmq.POLLIN)
         while True:
-            poller.register(manager, zmq.POLLIN | (zmq.POLLOUT if backlog else 0))
+            poller.register(manager, zmq.POLLIN | (zmq.POLLOUT if relay.backlog else 0))
             ready = dict(poller.poll())
             if workers in ready:
-                backlog.append(workers.recv_multipart(copy=False))
+                relay.accept(workers.recv_multipart())
             if ready.get(manager, 0) & zmq.POLLIN:
-                _relay_reply(manager, workers)
-            _forward(backlog, manager)
+                workers.send_multipart(relay.answer(manager.recv_multipart()))
+            if events in ready:
+                recv_monitor_message(events)
+                if count := relay.requeue():
+                    log.warning(
+                        "manager disconnected; %d unanswered requests will be resent", count
+                    )
+            relay.forward(manager)
             if watch in ready or watch.pending:
                 signums = watch.take()
                 if signal.SIGHUP in signums:
@@ -77,27 +152,10 @@ def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWat
                     log.info("shutting down")
                     return
     finally:
+        manager.disable_monitor()
         workers.close(linger=0)
         manager.close(linger=1000)
-        context.term()
-
-
-def _forward(backlog: collections.deque, manager: zmq.Socket) -> None:
-    """Pass waiting requests to the manager for as long as it takes them."""
-    while backlog:
-        try:
-            manager.send_multipart(backlog[0], flags=zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            return
-        backlog.popleft()
-
-
-def _relay_reply(manager: zmq.Socket, workers: zmq.Socket) -> None:
-    frames = manager.recv_multipart(copy=False)
-    try:
-        workers.send_multipart(frames, copy=False)
-    except zmq.ZMQError as err:
-        log.warning("reply could not be relayed to its worker: %s", err)
+        context.destroy(linger=0)
 
 
 def main(argv: list[str] | None = None) -> int:

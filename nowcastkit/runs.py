@@ -28,20 +28,22 @@ import attrs
 
 from nowcastkit.config import Config
 from nowcastkit.message import Message
-from nowcastkit.worker import NextWorker
+from nowcastkit.worker import RUN_ID_ENV, NextWorker
 
 __all__ = [
     "RUN_ID_ENV",
     "Running",
     "Runs",
+    "adopt",
     "crash_message",
     "enforce_deadlines",
+    "find_pid",
     "launch",
+    "new_run_id",
     "next_deadline",
     "reap",
 ]
 
-RUN_ID_ENV = "NOWCASTKIT_RUN_ID"
 TERM_GRACE = 5.0
 _TAIL_LINES = 20
 
@@ -59,6 +61,11 @@ class Running:
     reported: bool = False
     timed_out: bool = False
     term_sent: float | None = None
+    #: Started by hand, not by the manager: watched by pid alone.
+    by_hand: bool = False
+    #: Not judged gone before this monotonic time (a run found dead at recovery
+    #: may still have its final message waiting in the broker).
+    not_before: float = 0.0
 
 
 @attrs.define
@@ -97,11 +104,35 @@ def launch(runs: Runs, worker: NextWorker, config: Config, run_id: str | None = 
     return running
 
 
-def adopt(runs: Runs, run_id: str, worker: NextWorker, pid: int, log_path: Path) -> Running:
-    """Watch a run started by an earlier manager, by its pid."""
-    running = Running(run_id, worker, log_path, None, pid)
+def adopt(
+    runs: Runs,
+    run_id: str,
+    worker: NextWorker,
+    pid: int,
+    log_path: Path,
+    *,
+    by_hand: bool = False,
+    grace: float = 0.0,
+) -> Running:
+    """Watch a run this manager did not start (an earlier manager did, or a person), by pid."""
+    running = Running(
+        run_id, worker, log_path, None, pid, by_hand=by_hand, not_before=time.monotonic() + grace
+    )
     runs.active[run_id] = running
     return running
+
+
+def find_pid(run_id: str) -> int | None:
+    """The pid of the live process carrying *run_id* in its environment, if any."""
+    marker = f"{RUN_ID_ENV}={run_id}".encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    return int(proc.name)
+            except OSError:
+                continue
+    return None
 
 
 def reap(runs: Runs) -> list[tuple[Running, int | None]]:
@@ -122,6 +153,10 @@ def _poll(running: Running) -> Any:
     if running.popen is not None:
         status = running.popen.poll()
         return _ALIVE if status is None else status
+    if time.monotonic() < running.not_before:
+        return _ALIVE
+    if running.by_hand:
+        return _ALIVE if Path(f"/proc/{running.pid}").exists() else None
     return _ALIVE if is_alive(running.pid, running.run_id) else None
 
 
@@ -168,9 +203,12 @@ def crash_message(running: Running, status: int | None) -> Message:
         payload["signal"] = signal.Signals(-status).name
     elif status is not None:
         payload["exit status"] = status
-    payload["log"] = str(running.log_path)
-    payload["last output"] = _tail(running.log_path)
-    return Message(running.worker.name, "crash", payload)
+    if running.log_path.name:
+        payload["log"] = str(running.log_path)
+        payload["last output"] = _tail(running.log_path)
+    return Message(
+        running.worker.name, "crash", payload, id=f"crash-{running.run_id}", run=running.run_id
+    )
 
 
 def _signal(running: Running, signum: int) -> None:

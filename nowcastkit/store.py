@@ -30,6 +30,7 @@ __all__ = [
     "Store",
     "add_run",
     "finish_run",
+    "get_meta",
     "handled_reply",
     "history",
     "load_checklist",
@@ -39,6 +40,7 @@ __all__ = [
     "put_checklist",
     "record_message",
     "save_groups",
+    "set_meta",
     "set_run_pid",
     "transaction",
     "unfinished_runs",
@@ -113,6 +115,15 @@ def transaction(store: Store) -> Iterator[sqlite3.Connection]:
         store.conn.execute("ROLLBACK")
         raise
     store.conn.execute("COMMIT")
+
+
+def get_meta(store: Store, name: str) -> str | None:
+    row = store.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+    return row[0] if row else None
+
+
+def set_meta(store: Store, name: str, value: str) -> None:
+    store.conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value))
 
 
 def handled_reply(store: Store, msg_id: str) -> str | None:

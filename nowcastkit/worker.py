@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,10 +34,15 @@ from nowcastkit.errors import ConfigError, MessageError, NowcastkitError, Worker
 from nowcastkit.message import Message
 from nowcastkit.worker_cli import CommandLineInterface
 
-__all__ = ["NextWorker", "NowcastWorker"]
+__all__ = ["RUN_ID_ENV", "NextWorker", "NowcastWorker"]
+
+#: Set by the manager in a worker it launches; the worker names its run in each message.
+RUN_ID_ENV = "NOWCASTKIT_RUN_ID"
 
 DEFAULT_REPLY_TIMEOUT = 30.0
-DEFAULT_REPLY_ATTEMPTS = 4
+DEFAULT_RESEND_FOR = 600.0
+_MAX_WAIT = 60.0
+_HELLO_TIMEOUT = 2.0
 _OK_REPLIES = frozenset(("ack", "checklist cleared"))
 
 
@@ -96,6 +104,7 @@ class NowcastWorker:
     _context: Any = attrs.field(init=False, default=None)
     _socket: Any = attrs.field(init=False, default=None)
     _endpoint: str = attrs.field(init=False, default="")
+    _started: float = attrs.field(init=False, factory=time.monotonic)
 
     def __attrs_post_init__(self) -> None:
         # Workers log under their own name, as the reference design's workers do.
@@ -147,11 +156,12 @@ class NowcastWorker:
                 f"{self.config.file}: message registry.workers.{self.name}: "
                 f"message type {msg_type!r} is not registered"
             )
-        text = Message(self.name, msg_type, payload).serialize()
+        msg = self._message(msg_type, payload)
+        msg.serialize()  # a payload that cannot be sent fails here, even in debug mode
         if self._parsed_args is not None and self._parsed_args.debug:
             self.logger.debug("debug mode: would have sent message: (%s) %s", msg_type, words)
             return None
-        reply = self._exchange(text, msg_type, words)
+        reply = self._exchange(msg, words)
         reply_words = self.config["message registry"].get("manager", {}).get(reply.type, "")
         level = logging.DEBUG if reply.type in _OK_REPLIES else logging.ERROR
         self.logger.log(
@@ -179,6 +189,22 @@ class NowcastWorker:
             msg_type, checklist = "crash", None
         return self.tell_manager(msg_type, checklist)
 
+    def _message(self, msg_type: str, payload: Any = None) -> Message:
+        return Message(
+            self.name, msg_type, payload, id=uuid.uuid4().hex, host=socket.gethostname(),
+            pid=os.getpid(), run=os.environ.get(RUN_ID_ENV) or None,
+        )  # fmt: skip
+
+    def _say_hello(self) -> None:
+        """Tell the manager about a run it did not launch, so it can watch this process."""
+        self._socket.send_string(self._message("hello").serialize())
+        if self._socket.poll(_HELLO_TIMEOUT * 1000):
+            self._socket.recv()
+        else:
+            self.logger.warning("manager did not answer hello within %gs", _HELLO_TIMEOUT)
+            self._socket.close(linger=0)
+            self._socket = None
+
     def _registered_types(self) -> dict:
         workers = self.config["message registry"]["workers"]
         if self.name not in workers:
@@ -200,6 +226,8 @@ class NowcastWorker:
         self.logger.info(
             "connected to %s port %s", zmq_config["host"], zmq_config["ports"]["workers"]
         )
+        if not os.environ.get(RUN_ID_ENV):
+            self._say_hello()
 
     def _new_socket(self):
         import zmq
@@ -209,28 +237,36 @@ class NowcastWorker:
         sock.connect(self._endpoint)
         return sock
 
-    def _exchange(self, text: str, msg_type: str, words: str) -> Message:
-        """Send and wait for the reply, resending on a fresh socket when none comes."""
+    def _exchange(self, msg: Message, words: str) -> Message:
+        """Send and wait for the reply, resending the same message on a fresh socket.
+
+        Waits grow from ``zmq.reply timeout`` (doubling, at most a minute) until
+        ``zmq.resend for`` seconds have passed or ``zmq.reply attempts`` sends
+        were made; the manager answers a resent message without handling it twice.
+        """
         zmq_config = self.config["zmq"]
-        timeout = zmq_config.get("reply timeout", DEFAULT_REPLY_TIMEOUT)
-        attempts = zmq_config.get("reply attempts", DEFAULT_REPLY_ATTEMPTS)
-        for attempt in range(1, attempts + 1):
+        wait = float(zmq_config.get("reply timeout", DEFAULT_REPLY_TIMEOUT))
+        attempts = zmq_config.get("reply attempts")
+        give_up = time.monotonic() + zmq_config.get("resend for", DEFAULT_RESEND_FOR)
+        text, attempt = msg.serialize(), 0
+        while True:
+            attempt += 1
             if self._socket is None:
                 self._socket = self._new_socket()
             self._socket.send_string(text)
             if attempt == 1:
-                self.logger.debug("sent message: (%s) %s", msg_type, words)
-            if self._socket.poll(timeout * 1000):
+                self.logger.debug("sent message: (%s) %s", msg.type, words)
+            if self._socket.poll(min(wait, max(give_up - time.monotonic(), 0.1)) * 1000):
                 return Message.deserialize(self._socket.recv())
-            self.logger.warning(
-                "no reply from manager within %ss (attempt %d of %d)", timeout, attempt, attempts
-            )
             self._socket.close(linger=0)
             self._socket = None
-        raise MessageError(
-            f"no reply from manager via {self._endpoint} after {attempts} attempts of "
-            f"{timeout}s each; is the message broker running?"
-        )
+            if time.monotonic() >= give_up or attempt == attempts:
+                raise MessageError(
+                    f"no reply from manager via {self._endpoint} after {attempt} sends over "
+                    f"{time.monotonic() - self._started:.0f}s; is the message broker running?"
+                )
+            self.logger.warning("no reply from manager within %gs; resending (%d)", wait, attempt)
+            wait = min(wait * 2, _MAX_WAIT)
 
     def _disconnect(self) -> None:
         if self._socket is not None:

@@ -63,7 +63,7 @@ def base_config(folder: Path) -> dict[str, Any]:
         },
         "zmq": {
             "host": "127.0.0.1",
-            "ports": {"manager": 0, "workers": 0},
+            "ports": {"manager": 0, "workers": 0, "control": 0},
             "reply timeout": 5,
             "reply attempts": 2,
         },
@@ -179,9 +179,26 @@ class System:
         return self.broker
 
     def start_manager(self, *args: str) -> Process:
+        """Start the manager; a control port of 0 becomes the one it bound, in the config."""
         self.manager = self.spawn("manager", "-m", "nowcastkit.manager", *args)
         self.manager.wait_for_line(r"listening\.\.\.")
+        if not self.config["zmq"]["ports"].get("control"):
+            bound = self.manager.wait_for_line(r"control socket bound to port (\d+)")
+            self.config["zmq"]["ports"]["control"] = int(bound[1])
+            self.write_config()
         return self.manager
+
+    def control(self, request: dict, timeout: float = 5.0) -> dict:
+        """Send one request to the manager's control socket; return its answer."""
+        sock = self.context.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(f"tcp://127.0.0.1:{self.config['zmq']['ports']['control']}")
+        try:
+            sock.send(yaml.safe_dump(request).encode())
+            assert sock.poll(timeout * 1000), f"no control reply to {request!r} within {timeout}s"
+            return yaml.safe_load(sock.recv())
+        finally:
+            sock.close()
 
     def spawn(self, name: str, *argv: str) -> Process:
         log_path = self.folder / f"{name}-{len(self.processes)}.log"

@@ -1,0 +1,5 @@
+import sys
+
+from nowcastkit.manager.loop import main
+
+sys.exit(main())

@@ -1,0 +1,270 @@
+"""What the manager does with one message: check it, record it, call ``after_<worker>``.
+
+Every change a message makes — checklist keys, the runs to launch, race-condition
+groups, the reply itself — is committed to the store in one transaction before
+the reply goes out. A message seen before (same id, or the same broker tag when
+the broker hands it over again) gets its first reply and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from pathlib import Path
+
+import attrs
+
+from nowcastkit import checklist as checklist_file
+from nowcastkit import runs as run_control
+from nowcastkit import store as st
+from nowcastkit.config import Config
+from nowcastkit.errors import FlowError, MessageError, NowcastkitError
+from nowcastkit.flow import Flow, RaceGroup
+from nowcastkit.message import Message
+from nowcastkit.worker import NextWorker
+
+__all__ = ["BY_HAND", "MANAGER_REPLIES", "Launch", "Manager", "handle", "launch", "on_exit"]
+
+# Named as operators know it from their log filters, not after the module path.
+log = logging.getLogger("manager")
+
+MANAGER_REPLIES = {
+    "ack": "message acknowledged",
+    "checklist cleared": "system checklist cleared",
+    "unregistered worker": "ERROR - message received from unregistered worker",
+    "unregistered message type": "ERROR - unregistered message type received from worker",
+    "no after_worker function": "ERROR - after_worker function not found in next_workers module",
+    "malformed message": "ERROR - message could not be decoded",
+    "after_worker error": "ERROR - next_workers module or after_worker function failed",
+    "checklist key not found": "ERROR - requested checklist key not found",
+    "manager error": "ERROR - manager failed to handle the message",
+}
+#: The module recorded for a run that a person started by hand.
+BY_HAND = "(run by hand)"
+_NOT_MESSAGE_TYPES = frozenset(("checklist key", "timeout"))
+
+
+@attrs.frozen
+class Launch:
+    """A worker run committed to the store, to be started once the reply is sent."""
+
+    run_id: str
+    worker: NextWorker
+
+
+@attrs.define(eq=False)
+class Manager:
+    """The manager's state between messages."""
+
+    config: Config
+    flow: Flow
+    store: st.Store
+    runs: run_control.Runs
+    checklist: dict = attrs.field(factory=dict)
+    host: str = attrs.field(factory=socket.gethostname)
+    started: float = attrs.field(factory=time.time)
+    malformed: int = 0
+
+    @property
+    def checklist_path(self) -> Path:
+        return Path(self.config["checklist file"])
+
+    def words(self, reply_type: str) -> str:
+        configured = self.config["message registry"].get("manager") or {}
+        return configured.get(reply_type) or MANAGER_REPLIES.get(reply_type, "")
+
+
+def handle(manager: Manager, frames: list[bytes]) -> tuple[list[bytes], list[Launch]]:
+    """Answer one request (``[tag, body]`` from the broker): reply frames and runs to start."""
+    tag, body = (frames[0], frames[1:]) if len(frames) > 1 else (b"", frames)
+    reply, launches = _answer(manager, tag, body)
+    text = reply.serialize().encode()
+    return ([tag, text] if tag else [text]), launches
+
+
+def _answer(manager: Manager, tag: bytes, body: list[bytes]) -> tuple[Message, list[Launch]]:
+    try:
+        if len(body) != 1:
+            raise MessageError(f"message has {len(body)} frames, expected 1")
+        msg = Message.deserialize(body[0])
+    except MessageError as err:
+        manager.malformed += 1
+        log.error("malformed message: %s", err)
+        return _reply("malformed message", str(err)), []
+    workers = manager.config["message registry"]["workers"]
+    if msg.source not in workers:
+        log.error("message from unregistered worker %r: (%s)", msg.source, msg.type)
+        return _reply("unregistered worker", msg.source), []
+    if msg.type == "hello":
+        return _hello(manager, msg), []
+    registered = workers[msg.source]
+    if msg.type not in registered or msg.type in _NOT_MESSAGE_TYPES:
+        log.error("unregistered message type from %s: %r", msg.source, msg.type)
+        return _reply("unregistered message type", msg.type), []
+    log.debug("received message from %s: (%s) %s", msg.source, msg.type, registered[msg.type])
+    if msg.type == "need":
+        return _need(manager, msg), []
+    key = msg.id or (f"broker-{tag.decode(errors='replace')}" if tag else None)
+    if key and (first := st.handled_reply(manager.store, key)) is not None:
+        log.warning("%s: message %s was handled before; sending its reply again", msg.source, key)
+        return Message.deserialize(first), []
+    if msg.type == "clear checklist":
+        return _clear_checklist(manager, msg, key), []
+    return process(manager, msg, key)
+
+
+def _reply(reply_type: str, payload: object = None) -> Message:
+    return Message("manager", reply_type, payload)
+
+
+def _need(manager: Manager, msg: Message) -> Message:
+    key = msg.payload
+    if not isinstance(key, str) or key not in manager.checklist:
+        log.error("%s needs checklist key %r, which the checklist does not have", msg.source, key)
+        return _reply("checklist key not found", key)
+    return _reply("ack", manager.checklist[key])
+
+
+def _hello(manager: Manager, msg: Message) -> Message:
+    """A worker started by hand: record its run and watch its pid when it is on this host."""
+    if msg.run or msg.pid is None:
+        return _reply("ack")
+    run_id = run_control.new_run_id()
+    host = msg.host or "unknown"
+    with st.transaction(manager.store):
+        st.add_run(manager.store, st.Run(run_id, msg.source, BY_HAND, host=host, pid=msg.pid))
+    if host == manager.host:
+        worker = NextWorker(msg.source)
+        run_control.adopt(manager.runs, run_id, worker, msg.pid, Path(""), by_hand=True)
+    log.info(
+        "%s worker started by hand on %s (pid %d) is run %s", msg.source, host, msg.pid, run_id
+    )
+    return _reply("ack", {"run": run_id})
+
+
+def _clear_checklist(manager: Manager, msg: Message, key: str | None) -> Message:
+    logging.getLogger("checklist").info("checklist:\n%s", checklist_file.dump(manager.checklist))
+    manager.checklist.clear()
+    reply = _reply("checklist cleared")
+    with st.transaction(manager.store):
+        st.put_checklist(manager.store, {})
+        if key:
+            st.record_message(manager.store, key, msg.source, msg.type, reply.serialize())
+    save_snapshot(manager)
+    log.info("checklist cleared")
+    return reply
+
+
+def process(manager: Manager, msg: Message, key: str | None) -> tuple[Message, list[Launch]]:
+    """A worker's outcome: checklist, after_<worker>, race groups, runs to launch, reply."""
+    registered = manager.config["message registry"]["workers"].get(msg.source) or {}
+    # A payload of None leaves the checklist as it was, as in the reference design.
+    checklist_key = registered.get("checklist key") if msg.payload is not None else None
+    run_id = _reporting_run(manager, msg)
+    with st.transaction(manager.store):
+        if checklist_key:
+            checklist_file.merge(manager.checklist, checklist_key, msg.payload)
+            st.put_checklist(manager.store, manager.checklist, [checklist_key])
+        try:
+            workers = manager.flow.next_workers(msg, manager.config, manager.checklist)
+            reply = _reply("ack")
+        except FlowError as err:
+            log.error("%s", err)
+            workers, reply = [], _reply(err.reply_type, str(err))
+        launches = [Launch(run_control.new_run_id(), worker) for worker in workers]
+        for item in launches:
+            st.add_run(manager.store, _run_record(item, parent=run_id))
+        if run_id:
+            st.finish_run(manager.store, run_id, msg.type)
+        st.save_groups(manager.store, [_group_record(g) for g in manager.flow.groups])
+        if key:
+            st.record_message(manager.store, key, msg.source, msg.type, reply.serialize())
+    if checklist_key:
+        log.info("checklist updated with [%s] items from %s worker", checklist_key, msg.source)
+        save_snapshot(manager)
+    elif msg.payload is not None:
+        log.warning("no checklist key registered for %s worker; payload not kept", msg.source)
+    return reply, launches
+
+
+def _reporting_run(manager: Manager, msg: Message) -> str | None:
+    """The run this outcome ends: named in the message, or the oldest of that worker's."""
+    if msg.run:
+        running = manager.runs.active.get(msg.run)
+        if running is not None:
+            running.reported = True
+        return msg.run
+    for running in manager.runs.active.values():
+        if running.worker.name == msg.source and not running.reported:
+            running.reported = True
+            return running.run_id
+    return None
+
+
+def _run_record(item: Launch, parent: str | None) -> st.Run:
+    worker = item.worker
+    return st.Run(item.run_id, worker.name, worker.module, worker.args, worker.host, parent=parent)
+
+
+def _group_record(group: RaceGroup) -> tuple[set[str], list[dict]]:
+    held = [{"module": w.module, "args": list(w.args), "host": w.host} for w in group.held]
+    return group.waiting, held
+
+
+def save_snapshot(manager: Manager) -> None:
+    """Write the human-readable checklist file; the store already holds the truth."""
+    try:
+        checklist_file.write(manager.checklist_path, manager.checklist)
+    except OSError as err:
+        log.error("checklist file write failed (the store still has it): %s", err)
+
+
+def launch(manager: Manager, launches: list[Launch]) -> None:
+    """Start committed runs; one that fails to start does not stop the rest."""
+    started, failed = [], []
+    for item in launches:
+        worker = item.worker
+        try:
+            running = run_control.launch(manager.runs, worker, manager.config, item.run_id)
+        except (OSError, NowcastkitError) as err:
+            log.error("launch of %s worker on %s failed: %s", worker.module, worker.host, err)
+            failed.append(item.run_id)
+            continue
+        log.info(
+            "launching %s worker on %s: run %s, pid %d",
+            worker.module, worker.host, item.run_id, running.pid,
+        )  # fmt: skip
+        started.append((item.run_id, running.pid))
+    if started or failed:
+        with st.transaction(manager.store):
+            for run_id, pid in started:
+                st.set_run_pid(manager.store, run_id, pid)
+            for run_id in failed:
+                st.finish_run(manager.store, run_id, "launch failed")
+
+
+def on_exit(manager: Manager, running: run_control.Running, status: int | None) -> list[Launch]:
+    """A run ended: record it; if it never reported, handle it as that worker's crash."""
+    with st.transaction(manager.store):
+        st.finish_run(manager.store, running.run_id, None, exit_status=status)
+    name = running.worker.name
+    if running.reported:
+        log.debug(
+            "%s worker run %s: worker process %d exited with status %s",
+            name, running.run_id, running.pid, status,
+        )  # fmt: skip
+        return []
+    msg = run_control.crash_message(running, status)
+    how = msg.payload.get("signal") or f"exit status {msg.payload.get('exit status')}"
+    log.error(
+        "%s worker run %s (pid %d) ended without reporting (%s, %s); handling it as a crash",
+        name, running.run_id, running.pid, msg.payload["reason"], how,
+    )  # fmt: skip
+    if name not in manager.config["message registry"]["workers"]:
+        log.error("%s is not in message registry.workers; no after_%s to call", name, name)
+        with st.transaction(manager.store):
+            st.finish_run(manager.store, running.run_id, "crash")
+        return []
+    _reply_unused, launches = process(manager, msg, msg.id)
+    return launches
