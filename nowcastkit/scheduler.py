@@ -78,6 +78,8 @@ _AT_FORMS = {
     "minutes": 'a quoted ":SS"',
     "seconds": "no at (an entry every N seconds has none)",
 }
+# Longer intervals read better in the next unit up (and keep the maths bounded).
+_MAX_INTERVAL = {"seconds": 86400, "minutes": 1440, "hours": 24, "days": 366}
 _MODULE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
@@ -214,9 +216,8 @@ def _parse_every(value: Any, path: Path, key: str) -> tuple[str, int, int | None
     if match is None:
         raise ConfigError(path, key, f"got {value!r}, expected {_EVERY_FORMS}")
     interval, unit = int(match[1] or 1), f"{match[2]}s"
-    if interval < 1 or (unit == "hours" and interval > 24):
-        expected = "1 to 24 hours" if unit == "hours" else f"at least 1 {unit[:-1]}"
-        raise ConfigError(path, key, f"got {value!r}, expected {expected}")
+    if not 1 <= interval <= _MAX_INTERVAL[unit]:
+        raise ConfigError(path, key, f"got {value!r}, expected 1 to {_MAX_INTERVAL[unit]} {unit}")
     return unit, interval, None
 
 

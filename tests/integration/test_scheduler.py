@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from tests.conftest import Process, base_config, start_process, wait_for
+from conftest import Process, base_config, start_process, wait_for
 
 pytestmark = pytest.mark.timeout(40)
 
