@@ -403,12 +403,14 @@ def _schedule(timer: Timer, entries: tuple[Entry, ...], now: dt.datetime) -> Non
         entry = timer.entries[_identity(job)]
         job.next_run = kept.get(entry.identity, job.next_run)
         log.info("%s: next run at %s", entry.identity, _local(job.next_run, entry))
-    fresh = {"last due": None, "last fire": None}
-    timer.state = {
-        entry.identity: timer.state.get(entry.identity)
-        or dict(fresh, **{"last due": _format_time(previous_fire(entry, now))})
-        for entry in entries
-    }
+    # A new entry has nothing to catch up from before now; a removed one is forgotten.
+    old, timer.state = timer.state, {}
+    for entry in entries:
+        last_due = _format_time(previous_fire(entry, now))
+        timer.state[entry.identity] = old.get(entry.identity) or {
+            "last due": last_due,
+            "last fire": None,
+        }
     _save_state(timer)
 
 
