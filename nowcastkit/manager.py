@@ -134,7 +134,11 @@ def _clear_checklist(manager: Manager) -> Message:
 
 def _continue(manager: Manager, msg: Message, registered: dict) -> tuple[Message, list]:
     key = registered.get("checklist key")
-    if key:
+    if msg.payload is None:
+        # Nothing to keep: a failure or crash leaves the worker's last section in place,
+        # as the reference design's manager does.
+        pass
+    elif key:
         checklist_file.merge(manager.checklist, key, msg.payload)
         log.info("checklist updated with [%s] items from %s worker", key, msg.source)
         _save_checklist(manager)

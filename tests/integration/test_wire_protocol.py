@@ -52,7 +52,7 @@ def test_hand_written_client_gets_the_expected_replies(running_system):
     assert malformed["source"] == "manager"
     assert malformed["type"] == "malformed message"
     assert reply("sleep", "failure", None)["type"] == "ack"
-    assert running_system.checklist() == {"sleepyhead": None}
+    assert running_system.checklist() == {"sleepyhead": {"sleep time": 5}}
 
 
 def test_reply_is_one_plain_yaml_mapping(running_system):
