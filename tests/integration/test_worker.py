@@ -108,6 +108,7 @@ def test_sleep_time_option_in_debug_mode_without_any_system(toy_system):
         ("bad-type", "crash", None, r"message type 'not registered' is not registered"),
         ("path-payload", "crash", None, r"CRITICAL \[flaky\] flaky: payload of 'success'"),
     ],
+    ids=["success", "worker-error", "exception", "unregistered-type", "path-payload"],
 )
 def test_worker_outcome_reaches_the_manager(flaky_system, mode, msg_type, payload, logged):
     result = flaky_system.run_worker("flaky", "--mode", mode)
