@@ -78,6 +78,8 @@ _AT_FORMS = {
     "minutes": 'a quoted ":SS"',
     "seconds": "no at (an entry every N seconds has none)",
 }
+# Longer intervals read better in the next unit up (and keep the maths bounded).
+_MAX_INTERVAL = {"seconds": 86400, "minutes": 1440, "hours": 24, "days": 366}
 _MODULE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
@@ -214,9 +216,8 @@ def _parse_every(value: Any, path: Path, key: str) -> tuple[str, int, int | None
     if match is None:
         raise ConfigError(path, key, f"got {value!r}, expected {_EVERY_FORMS}")
     interval, unit = int(match[1] or 1), f"{match[2]}s"
-    if interval < 1 or (unit == "hours" and interval > 24):
-        expected = "1 to 24 hours" if unit == "hours" else f"at least 1 {unit[:-1]}"
-        raise ConfigError(path, key, f"got {value!r}, expected {expected}")
+    if not 1 <= interval <= _MAX_INTERVAL[unit]:
+        raise ConfigError(path, key, f"got {value!r}, expected 1 to {_MAX_INTERVAL[unit]} {unit}")
     return unit, interval, None
 
 
@@ -402,12 +403,14 @@ def _schedule(timer: Timer, entries: tuple[Entry, ...], now: dt.datetime) -> Non
         entry = timer.entries[_identity(job)]
         job.next_run = kept.get(entry.identity, job.next_run)
         log.info("%s: next run at %s", entry.identity, _local(job.next_run, entry))
-    fresh = {"last due": None, "last fire": None}
-    timer.state = {
-        entry.identity: timer.state.get(entry.identity)
-        or dict(fresh, **{"last due": _format_time(previous_fire(entry, now))})
-        for entry in entries
-    }
+    # A new entry has nothing to catch up from before now; a removed one is forgotten.
+    old, timer.state = timer.state, {}
+    for entry in entries:
+        last_due = _format_time(previous_fire(entry, now))
+        timer.state[entry.identity] = old.get(entry.identity) or {
+            "last due": last_due,
+            "last fire": None,
+        }
     _save_state(timer)
 
 

@@ -305,9 +305,6 @@ def test_reload_and_hup_reload_config_without_restarts(circus):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.skipif(
-    not (REPO / "nowcastkit" / "scheduler.py").exists(), reason="no nowcastkit.scheduler yet"
-)
 def test_scheduled_worker_runs_on_time(tmp_path):
     due = (dt.datetime.now() + dt.timedelta(seconds=4)).replace(microsecond=0)
     entry = {"every": "day", "at": f"{due:%H:%M:%S}", "cmd line opts": "--sleep-time 0"}

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import yaml
+import zmq
 from conftest import System, start_process, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -84,6 +85,13 @@ def test_worker_message_updates_checklist_and_calls_after_worker(toy_system):
         r"DEBUG \[manager\] received message from sleep: \(success\) sleep worker slept well"
     )
     toy_system.manager.wait_for_line(r"checklist updated with \[sleepyhead\] items from sleep")
+
+
+@pytest.mark.parametrize("msg_type", ["failure", "crash"])
+def test_message_without_payload_keeps_the_last_section(running_system, msg_type):
+    assert running_system.send("sleep", "success", {"sleep time": 5}) == ACK
+    assert running_system.send("sleep", msg_type) == ACK
+    assert running_system.checklist() == {"sleepyhead": {"sleep time": 5}}
 
 
 def test_unregistered_worker(running_system):
@@ -206,12 +214,12 @@ def test_exception_in_after_worker_then_next_message_served(toy_system):
 
 def test_syntax_error_in_next_workers_then_next_message_served(running_system):
     running_system.write_next_workers("def after_sleep(msg, config, checklist)\n    return []\n")
-    reply = running_system.send("sleep", "success")
+    reply = running_system.send("sleep", "success", {"sleep time": 1})
     assert reply["type"] == "after_worker error"
     assert "SyntaxError" in reply["payload"]
     running_system.manager.wait_for_line(r"ERROR \[manager\] next workers module .* SyntaxError")
     # The checklist is still kept while the flow is broken.
-    assert running_system.checklist() == {"sleepyhead": None}
+    assert running_system.checklist() == {"sleepyhead": {"sleep time": 1}}
     running_system.write_next_workers("def after_sleep(msg, config, checklist):\n    return []\n")
     served(running_system)
     running_system.manager.wait_for_line(r"next workers module reloaded from")
@@ -246,6 +254,8 @@ def test_hot_edit_of_next_workers_takes_effect_without_restart(running_system):
     assert set(checklist["awake"]) == {"awoke at"}
     running_system.manager.wait_for_line(r"launching workers.awaken worker on localhost")
     assert running_system.manager.popen.poll() is None
+    # Compiled at start and after the edit only, not once per message.
+    assert running_system.manager.output().count("next workers module loaded from") == 2
 
 
 @pytest.fixture
@@ -391,3 +401,33 @@ def test_sighup_with_bad_config_keeps_the_old_one(running_system):
         + str(running_system.config_path)
     )
     served(running_system)
+
+
+def test_sigterm_during_a_message_finishes_it_then_exits_zero(toy_system):
+    toy_system.write_next_workers(
+        "from pathlib import Path\n\n"
+        "def after_sleep(msg, config, checklist):\n"
+        "    folder = Path(config.file).parent\n"
+        "    (folder / 'in_after').touch()\n"
+        "    while not (folder / 'release').exists():\n"
+        "        pass\n"
+        "    return []\n"
+    )
+    toy_system.start_broker()
+    manager = toy_system.start_manager()
+    sock = toy_system.context.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(toy_system.workers_endpoint)
+    try:
+        sock.send(
+            yaml.safe_dump({"source": "sleep", "type": "success", "payload": {"n": 1}}).encode()
+        )
+        wait_for(lambda: (toy_system.folder / "in_after").exists(), "after_sleep to start")
+        manager.popen.send_signal(signal.SIGTERM)
+        (toy_system.folder / "release").touch()
+        assert sock.poll(10_000), "no reply to the message in hand at SIGTERM"
+        assert yaml.safe_load(sock.recv()) == ACK
+    finally:
+        sock.close()
+    assert manager.popen.wait(10) == 0
+    assert toy_system.checklist() == {"sleepyhead": {"n": 1}}

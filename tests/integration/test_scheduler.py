@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from tests.conftest import Process, base_config, start_process, wait_for
+from conftest import Process, base_config, start_process, wait_for
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -77,9 +76,7 @@ def test_launches_within_a_second_of_due_time_and_stops_on_sigterm(tmp_path, pro
     processes.append(scheduler)
     scheduler.wait_for_line(r"stamp every day at \S+ \(UTC\) daily: next run at")
     scheduler.wait_for_line(r"stamp every 2 seconds \(UTC\) tick: next run at")
-    ticks = wait_for(
-        lambda: len(fires(tmp_path, "tick")) >= 3 and fires(tmp_path, "tick"), "3 ticks"
-    )
+    ticks = wait_for(lambda: len(fires(tmp_path, "tick")) >= 2 and fires(tmp_path, "tick"), "ticks")
     (daily,) = wait_for(lambda: fires(tmp_path, "daily"), "the daily run")
 
     # Every 2 seconds is due on even epoch seconds: lateness is the time past one.

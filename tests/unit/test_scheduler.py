@@ -238,8 +238,9 @@ def _entry_without_file(options: dict, zone: str) -> Entry:
     [
         ([{"w": {"every": "dya"}}], "scheduled workers[0].w.every", "got 'dya', expected second,"),
         ([{"w": {"every": 5}}], "scheduled workers[0].w.every", "got 5, expected"),
-        ([{"w": {"every": "0 minutes"}}], "scheduled workers[0].w.every", "at least 1 minute"),
+        ([{"w": {"every": "0 minutes"}}], "scheduled workers[0].w.every", "1 to 1440 minutes"),
         ([{"w": {"every": "25 hours"}}], "scheduled workers[0].w.every", "1 to 24 hours"),
+        ([{"w": {"every": "9999999 days"}}], "scheduled workers[0].w.every", "1 to 366 days"),
         ([{"w": {"at": "05:15"}}], "scheduled workers[0].w.every", "missing required key"),
         ([{"w": {"every": "day", "at": "25:00"}}], "scheduled workers[0].w.at", '"HH:MM"'),
         ([{"w": {"every": "day", "at": ":30"}}], "scheduled workers[0].w.at", "got ':30'"),
