@@ -105,6 +105,7 @@ class NowcastWorker:
     _socket: Any = attrs.field(init=False, default=None)
     _endpoint: str = attrs.field(init=False, default="")
     _started: float = attrs.field(init=False, factory=time.monotonic)
+    _run_id: str | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         # Workers log under their own name, as the reference design's workers do.
@@ -192,16 +193,19 @@ class NowcastWorker:
     def _message(self, msg_type: str, payload: Any = None) -> Message:
         return Message(
             self.name, msg_type, payload, id=uuid.uuid4().hex, host=socket.gethostname(),
-            pid=os.getpid(), run=os.environ.get(RUN_ID_ENV) or None,
+            pid=os.getpid(), run=os.environ.get(RUN_ID_ENV) or self._run_id,
         )  # fmt: skip
 
     def _say_hello(self) -> None:
         """Tell the manager about a run it did not launch, so it can watch this process."""
+        wait = min(_HELLO_TIMEOUT, self.config["zmq"].get("reply timeout", _HELLO_TIMEOUT))
         self._socket.send_string(self._message("hello").serialize())
-        if self._socket.poll(_HELLO_TIMEOUT * 1000):
-            self._socket.recv()
+        if self._socket.poll(wait * 1000):
+            reply = Message.deserialize(self._socket.recv())
+            if isinstance(reply.payload, dict) and isinstance(reply.payload.get("run"), str):
+                self._run_id = reply.payload["run"]
         else:
-            self.logger.warning("manager did not answer hello within %gs", _HELLO_TIMEOUT)
+            self.logger.warning("manager did not answer hello within %gs", wait)
             self._socket.close(linger=0)
             self._socket = None
 

@@ -143,8 +143,10 @@ def _dry_run(args: argparse.Namespace, config: Config, flow: Flow) -> int:
     for line in result["launch"]:
         print(f"would launch: {line['command']}")
     for group in result["hold"]:
-        for line in group["workers"]:
-            print(f"would hold until {', '.join(group['until'])} finish: {line['command']}")
+        print(
+            f"would wait for {', '.join(group['until'])} to finish, then launch what "
+            "their after_ functions return"
+        )
     if not result["launch"] and not result["hold"]:
         print(f"after_{worker} launches nothing for a {msg_type} message")
     return 0

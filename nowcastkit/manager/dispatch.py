@@ -235,6 +235,7 @@ def launch(manager: Manager, launches: list[Launch]) -> None:
             "launching %s worker on %s: run %s, pid %d",
             worker.module, worker.host, item.run_id, running.pid,
         )  # fmt: skip
+        log.debug("%s", worker.command(manager.config))
         started.append((item.run_id, running.pid))
     if started or failed:
         with st.transaction(manager.store):

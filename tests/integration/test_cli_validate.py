@@ -86,9 +86,10 @@ def test_dry_run_shows_what_would_launch_and_changes_nothing(toy_system):
     assert checklist.read_text() == before
 
     held = json.loads(validate(toy_system, "--dry-run", "awaken", "success", "--json").stdout)
-    assert held["launch"] == []
-    assert held["hold"][0]["until"] == ["other", "sleep"]
-    assert held["hold"][0]["workers"][0]["module"] == "workers.sleep"
+    assert [w["module"] for w in held["launch"]] == ["workers.sleep"]
+    assert held["hold"] == [{"until": ["other", "sleep"], "workers": []}]
+    text = validate(toy_system, "--dry-run", "awaken", "success").stdout
+    assert "would wait for other, sleep to finish" in text
 
 
 def test_no_config_is_a_usage_error(toy_system):

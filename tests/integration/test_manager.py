@@ -27,7 +27,7 @@ from nowcastkit import NextWorker
 
 
 def after_a(msg, config, checklist):
-    return [NextWorker("touch", args=["g1"])], {"b", "c"}
+    return [NextWorker("touch", args=["a_now"])], {"b", "c"}
 
 
 def after_b(msg, config, checklist):
@@ -35,11 +35,15 @@ def after_b(msg, config, checklist):
 
 
 def after_c(msg, config, checklist):
-    return []
+    return [NextWorker("touch", args=["from_c"])]
 
 
 def after_d(msg, config, checklist):
-    return [NextWorker("touch", args=["g2"])], {"c"}
+    return [NextWorker("touch", args=["d_now"])], {"f"}
+
+
+def after_f(msg, config, checklist):
+    return [NextWorker("touch", args=["from_f"])]
 
 
 def after_e(msg, config, checklist):
@@ -260,7 +264,7 @@ def test_hot_edit_of_next_workers_takes_effect_without_restart(running_system):
 
 @pytest.fixture
 def race_system(toy_system):
-    for name in "abcde":
+    for name in "abcdef":
         register(toy_system, name, checklist_key=name, success=f"{name} worker done")
     (toy_system.folder / "touch.py").write_text(TOUCH_WORKER)
     toy_system.write_next_workers(RACE_FLOW)
@@ -271,16 +275,22 @@ def race_system(toy_system):
 
 def test_two_race_groups_at_once(race_system):
     folder = race_system.folder
+
+    def ran(name):
+        return wait_for(lambda: (folder / f"{name}.ran").exists(), f"launch of {name}")
+
     assert race_system.send("a", "success") == ACK
+    ran("a_now")  # the racers' launch is not held
     assert race_system.send("d", "success") == ACK
-    # c is named by both groups: d's group is complete, a's still waits for b.
+    ran("d_now")
+    assert race_system.send("f", "success") == ACK
+    ran("from_f")  # d's group is complete; a's still waits for b and c
     assert race_system.send("c", "success") == ACK
-    wait_for(lambda: (folder / "g2.ran").exists(), "launch of the second group")
     race_system.send("nobody", "success")  # any reply: the launches after c are done by now
-    assert launched(race_system, "g1") == []
+    assert launched(race_system, "from_c") == []
     assert race_system.send("b", "success") == ACK
-    wait_for(lambda: (folder / "g1.ran").exists(), "launch of the first group")
-    wait_for(lambda: (folder / "from_b.ran").exists(), "launch of b's own worker with group")
+    ran("from_b")
+    ran("from_c")
     race_system.manager.wait_for_line(r"race condition resolved: releasing \['touch', 'touch'\]")
 
 

@@ -146,12 +146,10 @@ def reply_timeout_config(system: System, workers_port: int) -> None:
 
 def assert_gave_up(result, endpoint: str) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
-    assert result.stdout.count("no reply from manager within 0.3s") == 2
+    assert result.stdout.count("no reply from manager within 0.3s; resending") == 1
     (critical,) = [line for line in result.stdout.splitlines() if "CRITICAL" in line]
-    assert critical.endswith(
-        f"no reply from manager via {endpoint} after 2 attempts of 0.3s each; "
-        "is the message broker running?"
-    )
+    assert f"no reply from manager via {endpoint} after 2 sends over " in critical
+    assert critical.endswith("s; is the message broker running?")
 
 
 def test_reply_timeout_with_no_manager_exits_non_zero(toy_system):

@@ -12,25 +12,30 @@ from nowcastkit import Message, NextWorker
 from nowcastkit.errors import FlowError
 from nowcastkit.flow import Flow
 
-# Race groups: after_a holds "held" until b and c report; b and c return their own workers.
+# Race groups: after_a launches b and c at once and holds what their after_ functions
+# return until both have reported; d does the same for f alone.
 RACE_FLOW = """\
 from nowcastkit import NextWorker
 
 
 def after_a(msg, config, checklist):
-    return [NextWorker("held", args=[msg.type])], {"b", "c"}
+    return [NextWorker("b", args=[msg.type]), NextWorker("c")], {"b", "c"}
 
 
 def after_b(msg, config, checklist):
-    return [NextWorker("from_b")]
+    return [NextWorker("from_b", args=[msg.type])]
 
 
 def after_c(msg, config, checklist):
-    return []
+    return [NextWorker("from_c")]
 
 
 def after_d(msg, config, checklist):
-    return [NextWorker("held_d")], {"c"}
+    return [NextWorker("f")], {"f"}
+
+
+def after_f(msg, config, checklist):
+    return [NextWorker("from_f")]
 
 
 def after_e(msg, config, checklist):
@@ -67,29 +72,36 @@ def test_after_worker_gets_message_config_and_checklist(tmp_path):
     assert workers == [NextWorker("workers.awaken", args=["success", "v", "x"])]
 
 
-def test_held_workers_launch_when_every_named_worker_has_reported(tmp_path):
+def test_racers_launch_at_once_and_what_follows_waits_for_all_of_them(tmp_path):
     flow = make_flow(tmp_path, RACE_FLOW)
-    assert report(flow, "a") == []
-    assert report(flow, "c") == []
-    assert report(flow, "b") == ["held", "from_b"]
+    assert report(flow, "a") == ["b", "c"]
+    assert report(flow, "c") == []  # from_c waits for b
+    assert report(flow, "b") == ["from_c", "from_b"]
     assert flow.groups == []
 
 
-def test_named_workers_own_workers_join_the_held_ones(tmp_path):
+def test_racers_may_report_in_any_order(tmp_path):
     flow = make_flow(tmp_path, RACE_FLOW)
     report(flow, "a")
-    assert report(flow, "b") == []  # from_b waits with "held" for c
-    assert report(flow, "c") == ["held", "from_b"]
+    assert report(flow, "b") == []
+    assert report(flow, "c") == ["from_b", "from_c"]
+
+
+def test_a_failing_racer_still_counts_as_finished(tmp_path):
+    flow = make_flow(tmp_path, RACE_FLOW)
+    report(flow, "a")
+    assert report(flow, "b", "failure") == []
+    assert report(flow, "c") == ["from_b", "from_c"]
 
 
 def test_two_groups_at_once_release_independently(tmp_path):
     flow = make_flow(tmp_path, RACE_FLOW)
-    assert report(flow, "a") == []
-    assert report(flow, "d") == []
+    assert report(flow, "a") == ["b", "c"]
+    assert report(flow, "d") == ["f"]
     assert len(flow.groups) == 2
-    # c is named by both groups: d's group is complete, a's still waits for b.
-    assert report(flow, "c") == ["held_d"]
-    assert report(flow, "b") == ["held", "from_b"]
+    assert report(flow, "f") == ["from_f"]  # d's group is complete; a's still waits
+    assert report(flow, "b") == []
+    assert report(flow, "c") == ["from_b", "from_c"]
     assert flow.groups == []
 
 
@@ -171,9 +183,7 @@ def test_module_that_goes_missing_then_returns_is_loaded_again(tmp_path):
     with pytest.raises(FlowError, match="not found"):
         report(flow, "a")
     source.write_text(RACE_FLOW.replace("args=[msg.type]", 'args=["again"]'))
-    assert report(flow, "a") == []
-    assert report(flow, "b") == []
-    assert flow.next_workers(Message("c", "success"), {}, {})[0].args == ("again",)
+    assert flow.next_workers(Message("a", "success"), {}, {})[0].args == ("again",)
 
 
 def test_dotted_module_name_in_a_package(tmp_path):
