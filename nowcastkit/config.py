@@ -146,17 +146,22 @@ def _validate(data: dict, check: _Checker) -> None:
     check.require(data, "checklist file", str, "")
     check.require(data, "python", str, "", default="")
     check.require(data, "logging", dict, "", default={})
+    check.require(data, "state file", str, "", default="")
+    check.require(data, "run logs", str, "", default="")
+    check.positive(data, "keep history days", (int, float), "")
     zmq = check.require(data, "zmq", dict, "")
     check.require(zmq, "host", str, "zmq")
     check.require(zmq, "bind", str, "zmq", default="")
     ports = check.require(zmq, "ports", dict, "zmq")
-    for name in ("manager", "workers"):
-        port = check.require(ports, name, int, "zmq.ports")
+    for name in ("manager", "workers", "control"):
+        default = 0 if name == "control" else _MISSING
+        port = check.require(ports, name, int, "zmq.ports", default=default)
         if port is not None and not 0 <= port <= 65535:
             check.problem(f"zmq.ports.{name}", f"got {port!r}, expected 0 to 65535")
     check.positive(zmq, "reply timeout", (int, float), "zmq")
     check.positive(zmq, "reply attempts", int, "zmq")
     check.positive(zmq, "resend for", (int, float), "zmq")
+    check.positive(zmq, "max message size", int, "zmq")
     registry = check.require(data, "message registry", dict, "")
     check.require(registry, "next workers module", str, "message registry")
     manager = check.require(registry, "manager", dict, "message registry", default={})
