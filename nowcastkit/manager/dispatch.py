@@ -251,10 +251,8 @@ def on_exit(manager: Manager, running: run_control.Running, status: int | None) 
         st.finish_run(manager.store, running.run_id, None, exit_status=status)
     name = running.worker.name
     if running.reported:
-        log.debug(
-            "%s worker run %s: worker process %d exited with status %s",
-            name, running.run_id, running.pid, status,
-        )  # fmt: skip
+        how = "has exited" if status is None else f"exited with status {status}"
+        log.debug("%s worker run %s: worker process %d %s", name, running.run_id, running.pid, how)
         return []
     msg = run_control.crash_message(running, status)
     how = msg.payload.get("signal") or f"exit status {msg.payload.get('exit status')}"
