@@ -19,7 +19,10 @@ import yaml
 
 from nowcastkit.errors import MessageError
 
-__all__ = ["Message"]
+__all__ = ["MAX_MESSAGE_SIZE", "Message", "max_message_size"]
+
+#: Frames larger than this (``zmq.max message size``) are refused by the broker.
+MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 _KEYS = frozenset(("source", "type", "payload"))
 # Delivery details a nowcastkit worker adds; a reference-design worker's
@@ -106,3 +109,8 @@ def _check_depth(text: str) -> None:
                 raise MessageError(f"message is nested deeper than {_MAX_DEPTH} levels")
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
+
+
+def max_message_size(config: Any) -> int:
+    """The largest frame the system carries, from ``zmq.max message size``."""
+    return config["zmq"].get("max message size", MAX_MESSAGE_SIZE)

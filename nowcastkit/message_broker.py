@@ -29,11 +29,9 @@ from zmq.utils.monitor import recv_monitor_message
 from nowcastkit import lifecycle
 from nowcastkit.config import Config
 from nowcastkit.errors import ConfigError
+from nowcastkit.message import max_message_size
 
-__all__ = ["MAX_MESSAGE_SIZE", "Relay", "bind_address", "main"]
-
-#: Frames larger than this (``zmq.max message size``) are refused at the socket.
-MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+__all__ = ["Relay", "bind_address", "main"]
 
 # Named as operators know it from their log filters, not after the module path.
 log = logging.getLogger("message_broker")
@@ -119,7 +117,8 @@ def _split(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
 def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWatch) -> None:
     context = zmq.Context()
     workers = context.socket(zmq.ROUTER)
-    workers.setsockopt(zmq.MAXMSGSIZE, config["zmq"].get("max message size", MAX_MESSAGE_SIZE))
+    # A larger frame is refused by ZeroMQ itself, which drops that connection.
+    workers.setsockopt(zmq.MAXMSGSIZE, max_message_size(config))
     manager = context.socket(zmq.DEALER)
     relay = Relay()
     try:

@@ -31,7 +31,7 @@ import attrs
 from nowcastkit import logs
 from nowcastkit.config import Config
 from nowcastkit.errors import ConfigError, MessageError, NowcastkitError, WorkerError
-from nowcastkit.message import Message
+from nowcastkit.message import Message, max_message_size
 from nowcastkit.worker_cli import CommandLineInterface
 
 __all__ = ["RUN_ID_ENV", "NextWorker", "NowcastWorker"]
@@ -151,14 +151,7 @@ class NowcastWorker:
 
     def tell_manager(self, msg_type: str, payload: Any = None) -> Message | None:
         """Send a message of a type registered for this worker; return the manager's reply."""
-        words = self._registered_types().get(msg_type)
-        if words is None or msg_type == "checklist key":
-            raise MessageError(
-                f"{self.config.file}: message registry.workers.{self.name}: "
-                f"message type {msg_type!r} is not registered"
-            )
-        msg = self._message(msg_type, payload)
-        msg.serialize()  # a payload that cannot be sent fails here, even in debug mode
+        msg, words = self._prepare(msg_type, payload)
         if self._parsed_args is not None and self._parsed_args.debug:
             self.logger.debug("debug mode: would have sent message: (%s) %s", msg_type, words)
             return None
@@ -182,10 +175,31 @@ class NowcastWorker:
             self.logger.critical("unhandled exception:", exc_info=True)
             return "crash", None
 
+    def _prepare(self, msg_type: str, payload: Any) -> tuple[Message, str]:
+        """The message to send, checked: registered type, plain payload, not too large."""
+        words = self._registered_types().get(msg_type)
+        if words is None or msg_type == "checklist key":
+            raise MessageError(
+                f"{self.config.file}: message registry.workers.{self.name}: "
+                f"message type {msg_type!r} is not registered"
+            )
+        msg = self._message(msg_type, payload)
+        size = len(msg.serialize().encode())
+        if size > (limit := max_message_size(self.config)):
+            raise MessageError(
+                f"{self.config.file}: zmq.max message size: a {msg_type!r} message of {size} "
+                f"bytes is over the {limit} bytes the broker accepts"
+            )
+        return msg, words
+
     def _report(self, msg_type: str, checklist: Any) -> Message | None:
+        """Send the final message; one that cannot be sent becomes a crash report."""
+        self._registered_types()  # an unregistered worker cannot send a crash either
         try:
-            Message(self.name, msg_type, checklist).serialize()
+            self._prepare(msg_type, checklist)
         except MessageError as err:
+            if msg_type == "crash":
+                raise
             self.logger.critical("%s", err)
             msg_type, checklist = "crash", None
         return self.tell_manager(msg_type, checklist)
