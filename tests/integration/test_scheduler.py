@@ -224,3 +224,18 @@ def test_catch_up_once_across_restarts(toy_system):
     assert "missed run" not in third.output()
     assert "launched by the manager" not in third.output()
     assert [len(fires(running_system, label)) for label in ("once", "none")] == [1, 0]
+
+
+def test_a_launch_request_asked_again_with_its_id_launches_once(running_system):
+    # What the scheduler does when an answer is lost: ask again, same id.
+    request = {"command": "launch", "worker": "workers.sleep", "args": ["--sleep-time", "0"],
+               "by": "scheduler", "id": "4c1d"}  # fmt: skip
+    first = running_system.control(request)
+    assert first["ok"], first
+    assert running_system.control(request) == first
+    other = running_system.control(dict(request, id="9e2a"))
+    assert other["ok"] and other["run"] != first["run"]
+    manager = running_system.manager
+    manager.wait_for_line(r"launch request control-4c1d from scheduler was handled before")
+    wait_for(lambda: manager.output().count("launching workers.sleep worker") == 2, "two launches")
+    assert manager.output().count(f"run {first['run']}, pid") == 1
