@@ -183,7 +183,6 @@ def _entry(
     item: Any, where: str, default_zone: str, path: Path, problems: list[ConfigError]
 ) -> Entry | None:
     """The entry *item*, or None when it has problems (each added to *problems*)."""
-    before = len(problems)
     if not isinstance(item, dict) or len(item) != 1:
         expected = "expected {worker module: {every: ...}}"
         problems.append(ConfigError(path, where, f"got {item!r}, {expected}"))
@@ -198,6 +197,19 @@ def _entry(
     if not isinstance(options, dict):
         problems.append(ConfigError(path, where, f"got {options!r}, expected a mapping with every"))
         return None
+    return _options(module, options, where, default_zone, path, problems)
+
+
+def _options(
+    module: str,
+    options: dict,
+    where: str,
+    default_zone: str,
+    path: Path,
+    problems: list[ConfigError],
+) -> Entry | None:
+    """The entry for *module* with *options*, or None when they have problems."""
+    before = len(problems)
     for key in options:
         if key not in _KEYS:
             expected = f"unknown key, expected one of {', '.join(_KEYS)}"
