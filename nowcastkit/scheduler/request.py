@@ -59,6 +59,7 @@ class ManagerLauncher:
         }
         body = yaml.dump(request, Dumper=yaml.CSafeDumper).encode()
         total = manager_timeout(config)
+        log.debug("asking the manager at %s to launch %s", endpoint, worker.module)
         deadline = time.monotonic() + total
         while True:
             answer = self._ask(endpoint, body, min(self.attempt, deadline - time.monotonic()))
@@ -91,7 +92,8 @@ class ManagerLauncher:
                 ready = dict(poller.poll(int(left * 1000) + 1))
                 if sock in ready:
                     return sock.recv()
-                if self.watch is not None and self.watch in ready:
+                # A registered fd comes back as its number, not as the object.
+                if self.watch is not None and self.watch.fileno() in ready:
                     if _STOP & set(self.watch.pending):
                         raise NowcastkitError("stopping before the manager answered")
                     # Another signal (SIGHUP) waits for the loop; stop polling its fd.

@@ -148,6 +148,22 @@ def test_manager_down_at_fire_time_is_one_error_and_the_scheduler_goes_on(toy_sy
     assert stop(scheduler) == 0
 
 
+def test_sigterm_while_waiting_for_a_manager_that_is_down_stops_at_once(toy_system):
+    setup(
+        toy_system,
+        [{"stamp": {"every": "second"}}],
+        scheduler={"timezone": "UTC", "manager timeout": 30},
+    )
+    start_system(toy_system)
+    assert stop(toy_system.manager) == 0
+    scheduler = start_scheduler(toy_system)
+    scheduler.wait_for_line(r"asking the manager at \S+ to launch stamp")
+    scheduler.popen.send_signal(signal.SIGTERM)
+    assert scheduler.popen.wait(3) == 0
+    assert "not launched (due" in scheduler.output()
+    assert "stopping before the manager answered" in scheduler.output()
+
+
 def test_sighup_reloads_without_duplicating_and_keeps_schedule_on_bad_config(toy_system):
     setup(toy_system, [{"stamp": {"every": "second", "cmd line opts": "--label a"}}])
     running_system = start_system(toy_system)
