@@ -75,11 +75,14 @@ def run_process(
     body: Callable[[Config, argparse.Namespace, SignalWatch], None],
     argv: list[str] | None = None,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    check: Callable[[Config], object] | None = None,
 ) -> int:
     """Entry point shared by the long-running processes; returns the exit status.
 
-    Parses ``CONFIG_FILE [--debug]``, loads the config, sets up logging once,
-    logs the start-up lines operators look for, and runs *body* with signals watched.
+    Parses ``CONFIG_FILE [--debug]``, loads the config, runs *check* on it (a
+    NowcastkitError there is a config error too: its line on stderr, exit 2),
+    sets up logging once, logs the start-up lines operators look for, and runs
+    *body* with signals watched.
     """
     parser = argparse.ArgumentParser(prog=f"python -m nowcastkit.{name}", description=description)
     parser.add_argument("config_file", help="path of the system's nowcast.yaml")
@@ -90,6 +93,8 @@ def run_process(
     log = logging.getLogger(name)
     try:
         config = load_config(args.config_file)
+        if check is not None:
+            check(config)
         if args.debug:
             logs.configure_console()
         else:

@@ -5,8 +5,9 @@
 
 Finds missing or mistyped keys, unset environment variables, a next workers
 module that will not import, registered workers without ``after_<worker>``,
-``after_<worker>`` functions for unregistered workers, and scheduled worker
-modules that cannot be found. Exit status 0 when valid, 1 when not.
+``after_<worker>`` functions for unregistered workers, and every bad
+``scheduled workers`` entry (``every``, ``at``, ``timezone``, ``catch up`` ...)
+or scheduled worker module that cannot be found. Exit status 0 when valid, 1 when not.
 ``--dry-run WORKER TYPE`` calls ``after_<worker>`` on a copy of the current
 checklist and prints the workers the manager would launch; nothing changes.
 """
@@ -27,6 +28,7 @@ from nowcastkit.config import Config, check
 from nowcastkit.errors import ConfigError, FlowError, NowcastkitError
 from nowcastkit.flow import Flow
 from nowcastkit.message import Message
+from nowcastkit.scheduler import entry_problems
 
 __all__ = ["add_arguments", "problems", "run"]
 
@@ -102,8 +104,9 @@ def _flow_problems(config: Config, flow: Flow) -> list[ConfigError]:
 
 
 def _schedule_problems(config: Config) -> list[ConfigError]:
-    found = []
-    entries = config.get("scheduled workers") or []
+    """Every bad scheduler setting or entry, and each scheduled module that cannot be found."""
+    found = entry_problems(config)
+    entries = config.get("scheduled workers")
     for i, entry in enumerate(entries if isinstance(entries, list) else []):
         for module in entry if isinstance(entry, dict) else []:
             if not _importable(str(module)):

@@ -176,14 +176,23 @@ def _control_launch(manager: Manager, request: dict) -> dict:
         return {"ok": False, "error": f"bad launch request: {err}"}
     if worker.name not in manager.config["message registry"]["workers"]:
         return {"ok": False, "error": f"worker {worker.name!r} is not in message registry.workers"}
+    requester = str(request.get("by", "a control request"))
+    # A requester that got no answer asks again with the same id: launch once.
+    key = f"control-{request['id']}" if isinstance(request.get("id"), str) else None
+    if key and (first := st.handled_reply(manager.store, key)) is not None:
+        log.warning("launch request %s from %s was handled before; answering again", key, requester)
+        return yaml.load(first, Loader=yaml.CSafeLoader)
     item = Launch(run_control.new_run_id(), worker)
-    requester = request.get("by", "a control request")
+    reply = {"ok": True, "run": item.run_id}
     with st.transaction(manager.store):
         st.add_run(manager.store, st.Run(item.run_id, worker.name, worker.module, worker.args,
                                          worker.host))  # fmt: skip
+        if key:
+            st.record_message(manager.store, key, requester, "launch",
+                              yaml.dump(reply, Dumper=yaml.CSafeDumper))  # fmt: skip
     log.info("launch of %s requested by %s", worker.module, requester)
     launch(manager, [item])
-    return {"ok": True, "run": item.run_id}
+    return reply
 
 
 def _reload(manager: Manager) -> None:

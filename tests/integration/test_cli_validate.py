@@ -101,3 +101,29 @@ def test_no_config_is_a_usage_error(toy_system):
     )  # fmt: skip
     assert result.returncode == 2
     assert "no config file: give one or set NOWCAST_YAML" in result.stderr
+
+
+def test_every_bad_scheduled_entry_is_reported(toy_system):
+    toy_system.config["scheduler"] = {"timezone": "Nowhere/Atall"}
+    toy_system.config["scheduled workers"] = [
+        {"workers.sleep": {"every": "dya", "at": "05:15"}},
+        {"workers.sleep": {"every": "day", "at": "25:00", "timezone": "Mars/Olympus"}},
+        {"workers.awaken": {"every": "hour", "catch up": "twice"}},
+        {"workers.awaken": {"every": "day", "at": "06:00"}},
+        {"workers.no_such_worker": {"every": "day"}},
+    ]
+    toy_system.write_config()
+    result = validate(toy_system)
+    assert result.returncode == 1
+    path = toy_system.config_path
+    bad = [line.partition(": got")[0] for line in result.stdout.splitlines()[:-1]]
+    assert bad == [
+        f"{path}: scheduler.timezone",
+        f"{path}: scheduled workers[0].workers.sleep.every",
+        f"{path}: scheduled workers[1].workers.sleep.at",
+        f"{path}: scheduled workers[1].workers.sleep.timezone",
+        f"{path}: scheduled workers[2].workers.awaken.catch up",
+        f"{path}: scheduled workers[4].workers.no_such_worker: worker module cannot be found",
+    ]
+    assert "got 'dya', expected second, minute" in result.stdout
+    assert result.stdout.splitlines()[-1] == f"{path}: 6 problems"

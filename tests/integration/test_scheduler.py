@@ -1,48 +1,77 @@
-"""The scheduler as a real process: on-time launches, SIGHUP, SIGTERM, bad config, catch-up."""
+"""The scheduler as a real process beside a real broker and manager.
+
+On-time launches through the manager, SIGHUP, SIGTERM, bad entries, catch-up,
+and a manager that is down when a worker is due.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import signal
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Process, base_config, start_process, wait_for
+from conftest import NEXT_WORKERS, Process, System, wait_for
 
 pytestmark = pytest.mark.timeout(40)
 
-# A worker that only records when it started and with what options.
+# A worker that records when it started and its label, then reports to the manager.
 STAMP = """\
-import sys, time
+import time
+
+STARTED = time.time()
+
 from pathlib import Path
 
-with open(Path(__file__).with_name("fires.txt"), "a") as f:
-    f.write(f"{time.time():.6f} {' '.join(sys.argv[2:])}\\n")
+from nowcastkit import NowcastWorker
+
+
+def stamp(parsed_args, config, tell_manager):
+    with open(Path(__file__).with_name("fires.txt"), "a") as f:
+        f.write(f"{STARTED:.6f} {parsed_args.label}\\n")
+    return {"label": parsed_args.label}
+
+
+if __name__ == "__main__":
+    worker = NowcastWorker("stamp", package="")
+    worker.init_cli()
+    worker.cli.add_argument("--label", default="")
+    worker.run(stamp, lambda args: "success", lambda args: "failure")
 """
 
 
-def setup(folder: Path, scheduled: list, **extra) -> Path:
-    (folder / "stamp.py").write_text(STAMP)
-    config = base_config(folder)
-    config["scheduled workers"] = scheduled
-    config.update(extra)
-    path = folder / "nowcast.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+def setup(system: System, scheduled: list, **extra) -> None:
+    """Register the stamp worker and write *scheduled* into the system's config."""
+    (system.folder / "stamp.py").write_text(STAMP)
+    system.write_next_workers(NEXT_WORKERS + "\n\ndef after_stamp(msg, config, checklist):\n"
+                              "    return []\n")  # fmt: skip
+    system.config["message registry"]["workers"]["stamp"] = {
+        "checklist key": "stamp",
+        "success": "stamp worker stamped",
+        "failure": "stamp worker failed",
+        "crash": "stamp worker crashed",
+    }
+    system.config["scheduled workers"] = scheduled
+    system.config.update(extra)
+    system.write_config()
 
 
-def start_scheduler(folder: Path, name: str = "scheduler") -> Process:
-    log_path = folder / f"{name}.log"
-    argv = [sys.executable, "-m", "nowcastkit.scheduler", str(folder / "nowcast.yaml")]
-    return start_process(name, argv, folder, log_path)
+def start_system(system: System) -> System:
+    """Start the broker and the manager, after setup() has registered the stamp worker."""
+    system.start_broker()
+    system.start_manager()
+    return system
 
 
-def fires(folder: Path, label: str | None = None) -> list[float]:
+def start_scheduler(system: System) -> Process:
+    return system.spawn("scheduler", "-m", "nowcastkit.scheduler")
+
+
+def fires(system: System, label: str | None = None) -> list[float]:
     """Start times of the stamp worker's runs, optionally only those with *label*."""
-    path = folder / "fires.txt"
+    path = system.folder / "fires.txt"
     lines = path.read_text().splitlines() if path.exists() else []
     return [
         float(t) for t, _, rest in (line.partition(" ") for line in lines) if label in (None, rest)
@@ -54,100 +83,142 @@ def stop(process: Process) -> int | None:
     return process.popen.wait(5)
 
 
-@pytest.fixture
-def processes():
-    started: list[Process] = []
-    yield started
-    for process in started:
-        process.stop()
-
-
-def test_launches_within_a_second_of_due_time_and_stops_on_sigterm(tmp_path, processes):
-    at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)).replace(microsecond=0)
+def test_launches_through_the_manager_within_a_second_and_stops_on_sigterm(toy_system):
     setup(
-        tmp_path,
-        [
-            {"stamp": {"every": "2 seconds", "cmd line opts": "tick"}},
-            {"stamp": {"every": "day", "at": f"{at:%H:%M:%S}", "cmd line opts": "daily"}},
-        ],
+        toy_system,
+        [{"stamp": {"every": "2 seconds", "cmd line opts": "--label tick"}}],
         scheduler={"timezone": "UTC"},
     )
-    scheduler = start_scheduler(tmp_path)
-    processes.append(scheduler)
-    scheduler.wait_for_line(r"stamp every day at \S+ \(UTC\) daily: next run at")
-    scheduler.wait_for_line(r"stamp every 2 seconds \(UTC\) tick: next run at")
-    ticks = wait_for(lambda: len(fires(tmp_path, "tick")) >= 2 and fires(tmp_path, "tick"), "ticks")
-    (daily,) = wait_for(lambda: fires(tmp_path, "daily"), "the daily run")
+    manager = start_system(toy_system).manager
+    at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)).replace(microsecond=0)
+    toy_system.config["scheduled workers"].append(
+        {"stamp": {"every": "day", "at": f"{at:%H:%M:%S}", "cmd line opts": "--label daily"}}
+    )
+    toy_system.write_config()
+    scheduler = start_scheduler(toy_system)
+    scheduler.wait_for_line(r"stamp every day at \S+ \(UTC\) --label daily: next run at")
+    scheduler.wait_for_line(r"stamp every 2 seconds \(UTC\) --label tick: next run at")
+    ticks = wait_for(lambda: len(fires(toy_system, "tick")) >= 2 and fires(toy_system, "tick"),
+                     "ticks")  # fmt: skip
+    (daily,) = wait_for(lambda: fires(toy_system, "daily"), "the daily run")
 
     # Every 2 seconds is due on even epoch seconds: lateness is the time past one.
     lateness = [t % 2 for t in ticks] + [daily - at.timestamp()]
     assert all(0 <= late < 1.0 for late in lateness), lateness
     assert len({math.floor(t / 2) for t in ticks}) == len(ticks), "two runs in one slot"
-    wait_for(
-        lambda: scheduler.output().count("exited with status 0") >= len(ticks) + 1,
-        "every launched worker reaped",
-    )
+    # Each launch is a manager run: asked for by the scheduler, started and reaped there.
+    launched = scheduler.wait_for_line(r"--label daily: launched by the manager as run (\w+) ")
+    manager.wait_for_line(r"launch of stamp requested by scheduler")
+    manager.wait_for_line(rf"launching stamp worker on localhost: run {launched[1]}, pid \d+")
+    wait_for(lambda: toy_system.checklist().get("stamp"), "a stamp worker's report")
+    assert "launching stamp worker" not in scheduler.output()
     assert stop(scheduler) == 0
     assert "shutting down" in scheduler.output()
     print("measured lateness (s):", ", ".join(f"{late:.3f}" for late in lateness))
 
 
-def test_sighup_reloads_without_duplicating_and_keeps_schedule_on_bad_config(tmp_path, processes):
-    path = setup(tmp_path, [{"stamp": {"every": "second", "cmd line opts": "a"}}])
-    scheduler = start_scheduler(tmp_path)
-    processes.append(scheduler)
-    scheduler.wait_for_line(r"stamp every second a: next run at")
-    wait_for(lambda: len(fires(tmp_path, "a")) >= 1, "first run")
+def test_manager_down_at_fire_time_is_one_error_and_the_scheduler_goes_on(toy_system):
+    setup(
+        toy_system,
+        [{"stamp": {"every": "second", "cmd line opts": "--label s"}}],
+        scheduler={"timezone": "UTC", "manager timeout": 0.5},
+    )
+    running_system = start_system(toy_system)
+    assert stop(running_system.manager) == 0
+    port = running_system.config["zmq"]["ports"]["control"]
+    scheduler = start_scheduler(running_system)
+
+    error = wait_for(
+        lambda: re.search(r"ERROR \[scheduler\] (.*)", scheduler.output()), "launch error"
+    )
+    assert re.fullmatch(
+        r"stamp every second \(UTC\) --label s: not launched \(due [^)]+\): "
+        rf"manager at tcp://127\.0\.0\.1:{port} did not answer within 0\.5s",
+        error[1],
+    ), error[0]
+    assert fires(running_system) == []
+    state = yaml.safe_load((running_system.folder / "scheduler_state.yaml").read_text())
+    assert state["stamp every second (UTC) --label s"]["last fire"] is None
+
+    # The manager comes back on its port: the next due run is launched through it.
+    running_system.start_manager()
+    scheduler.wait_for_line(r"--label s: launched by the manager as run \w+")
+    wait_for(lambda: fires(running_system, "s"), "a run after the manager came back")
+    assert scheduler.popen.poll() is None
+    assert stop(scheduler) == 0
+
+
+def test_sigterm_while_waiting_for_a_manager_that_is_down_stops_at_once(toy_system):
+    setup(
+        toy_system,
+        [{"stamp": {"every": "second"}}],
+        scheduler={"timezone": "UTC", "manager timeout": 30},
+    )
+    start_system(toy_system)
+    assert stop(toy_system.manager) == 0
+    scheduler = start_scheduler(toy_system)
+    scheduler.wait_for_line(r"asking the manager at \S+ to launch stamp")
+    scheduler.popen.send_signal(signal.SIGTERM)
+    assert scheduler.popen.wait(3) == 0
+    assert "not launched (due" in scheduler.output()
+    assert "stopping before the manager answered" in scheduler.output()
+
+
+def test_sighup_reloads_without_duplicating_and_keeps_schedule_on_bad_config(toy_system):
+    setup(toy_system, [{"stamp": {"every": "second", "cmd line opts": "--label a"}}])
+    running_system = start_system(toy_system)
+    scheduler = start_scheduler(running_system)
+    scheduler.wait_for_line(r"stamp every second --label a: next run at")
+    wait_for(lambda: len(fires(running_system, "a")) >= 1, "first run")
     for count in (1, 2, 3):
         scheduler.popen.send_signal(signal.SIGHUP)
         wait_for(lambda n=count: scheduler.output().count("reloaded config from") == n, "reload")
 
-    config = yaml.safe_load(path.read_text())
-    config["scheduled workers"].append({"stamp": {"every": "dya"}})
-    path.write_text(yaml.safe_dump(config))
+    running_system.config["scheduled workers"].append({"stamp": {"every": "dya"}})
+    running_system.write_config()
     scheduler.popen.send_signal(signal.SIGHUP)
     scheduler.wait_for_line(r"ERROR \[scheduler\] config reload failed, still running on the old")
     assert "scheduled workers[1].stamp.every: got 'dya'" in scheduler.output()
 
-    seen = len(fires(tmp_path, "a"))
-    wait_for(lambda: len(fires(tmp_path, "a")) >= seen + 2, "runs after the failed reload")
+    seen = len(fires(running_system, "a"))
+    wait_for(lambda: len(fires(running_system, "a")) >= seen + 2, "runs after the failed reload")
     assert stop(scheduler) == 0
-    slots = [math.floor(t) for t in fires(tmp_path, "a")]
+    slots = [math.floor(t) for t in fires(running_system, "a")]
     assert len(slots) == len(set(slots)), f"more than one run in a second: {slots}"
 
 
-def test_bad_entry_refuses_to_start(tmp_path, processes):
+def test_bad_entry_is_a_config_error_exit_2(toy_system):
     setup(
-        tmp_path,
+        toy_system,
         [{"stamp": {"every": "day", "at": "05:15"}}, {"stamp": {"every": "dya", "at": "05:15"}}],
     )
-    scheduler = start_scheduler(tmp_path)
-    processes.append(scheduler)
-    assert scheduler.popen.wait(10) != 0
-    error = f"{tmp_path / 'nowcast.yaml'}: scheduled workers[1].stamp.every: got 'dya', expected"
-    lines = [line for line in scheduler.output().splitlines() if error in line]
-    assert len(lines) == 1, scheduler.output()
-    assert "next run at" not in scheduler.output()
+    scheduler = start_scheduler(toy_system)
+    assert scheduler.popen.wait(10) == 2
+    error = (
+        f"scheduler: {toy_system.config_path}: scheduled workers[1].stamp.every: got 'dya', "
+        "expected second, minute, hour, day, monday ... sunday, or N seconds|minutes|hours|days"
+    )
+    assert scheduler.output().splitlines() == [error]
 
 
-def test_catch_up_once_across_restarts(tmp_path, processes):
+def test_catch_up_once_across_restarts(toy_system):
     # Due twelve hours from now, so no real run falls inside the test.
     at = dt.datetime.now(dt.UTC) + dt.timedelta(hours=12)
     entry = {"every": "day", "at": f"{at:%H:%M}", "timezone": "UTC"}
     setup(
-        tmp_path,
+        toy_system,
         [
-            {"stamp": dict(entry, **{"catch up": "once", "cmd line opts": "once"})},
-            {"stamp": dict(entry, **{"cmd line opts": "none"})},
+            {"stamp": dict(entry, **{"catch up": "once", "cmd line opts": "--label once"})},
+            {"stamp": dict(entry, **{"cmd line opts": "--label none"})},
         ],
     )
-    first = start_scheduler(tmp_path, "first")
-    processes.append(first)
+    running_system = start_system(toy_system)
+    first = start_scheduler(running_system)
     first.wait_for_line(r"stamp every day .* none: next run at")
     assert stop(first) == 0
 
     # Pretend the scheduler was down across a due time: set each last due back two days.
-    state_path = tmp_path / "scheduler_state.yaml"
+    state_path = running_system.folder / "scheduler_state.yaml"
     state = yaml.safe_load(state_path.read_text())
     assert len(state) == 2
     for record in state.values():
@@ -155,19 +226,32 @@ def test_catch_up_once_across_restarts(tmp_path, processes):
         record["last due"] = last_due.isoformat()
     state_path.write_text(yaml.safe_dump(state))
 
-    second = start_scheduler(tmp_path, "second")
-    processes.append(second)
+    second = start_scheduler(running_system)
     second.wait_for_line(r"once: missed run due .*; catching up")
     second.wait_for_line(r"none: missed run due .* skipped \(catch up: none\)")
+    second.wait_for_line(r"once: launched by the manager as run \w+")
     second.wait_for_line(r"stamp every day .* none: next run at")
-    wait_for(lambda: fires(tmp_path, "once"), "the caught-up run")
-    wait_for(lambda: "exited with status 0" in second.output(), "caught-up worker reaped")
+    wait_for(lambda: fires(running_system, "once"), "the caught-up run")
     assert stop(second) == 0
 
-    third = start_scheduler(tmp_path, "third")
-    processes.append(third)
+    third = start_scheduler(running_system)
     third.wait_for_line(r"stamp every day .* none: next run at")
     assert stop(third) == 0
     assert "missed run" not in third.output()
-    assert "launched in process" not in third.output()
-    assert [len(fires(tmp_path, label)) for label in ("once", "none")] == [1, 0]
+    assert "launched by the manager" not in third.output()
+    assert [len(fires(running_system, label)) for label in ("once", "none")] == [1, 0]
+
+
+def test_a_launch_request_asked_again_with_its_id_launches_once(running_system):
+    # What the scheduler does when an answer is lost: ask again, same id.
+    request = {"command": "launch", "worker": "workers.sleep", "args": ["--sleep-time", "0"],
+               "by": "scheduler", "id": "4c1d"}  # fmt: skip
+    first = running_system.control(request)
+    assert first["ok"], first
+    assert running_system.control(request) == first
+    other = running_system.control(dict(request, id="9e2a"))
+    assert other["ok"] and other["run"] != first["run"]
+    manager = running_system.manager
+    manager.wait_for_line(r"launch request control-4c1d from scheduler was handled before")
+    wait_for(lambda: manager.output().count("launching workers.sleep worker") == 2, "two launches")
+    assert manager.output().count(f"run {first['run']}, pid") == 1

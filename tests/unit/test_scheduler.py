@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import subprocess
-import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,8 +14,16 @@ from hypothesis import strategies as st
 
 from nowcastkit import scheduler
 from nowcastkit.config import load_config
-from nowcastkit.errors import ConfigError
-from nowcastkit.scheduler import Entry, load_entries, missed_run, next_fire, previous_fire
+from nowcastkit.errors import ConfigError, NowcastkitError
+from nowcastkit.scheduler import (
+    Entry,
+    entry_problems,
+    load_entries,
+    missed_run,
+    next_fire,
+    previous_fire,
+)
+from nowcastkit.scheduler import entries as scheduler_entries
 
 UTC = dt.UTC
 NEW_YORK = "America/New_York"
@@ -226,7 +232,10 @@ def test_previous_and_next_fire_bracket_now(options, zone, now):
 
 
 def _entry_without_file(options: dict, zone: str) -> Entry:
-    parsed = scheduler._entry({"w": dict(options, timezone=zone)}, "x", "", Path("t.yaml"))
+    problems: list[ConfigError] = []
+    item = {"w": dict(options, timezone=zone)}
+    parsed = scheduler_entries._entry(item, "x", "", Path("t.yaml"), problems)
+    assert parsed is not None, problems
     return parsed
 
 
@@ -298,6 +307,42 @@ def test_bad_global_scheduler_section(tmp_path, section, key):
         entries_of(tmp_path, [], scheduler=section)
 
 
+@pytest.mark.parametrize("timeout", [0, -1, "soon", True, 601])
+def test_bad_manager_timeout(tmp_path, timeout):
+    key = "scheduler.manager timeout"
+    with pytest.raises(ConfigError, match=f": {key}: got {timeout!r}, expected seconds"):
+        entries_of(tmp_path, [], scheduler={"manager timeout": timeout})
+
+
+def test_manager_timeout_default_and_set(tmp_path):
+    assert scheduler.manager_timeout(load_config(write_config(tmp_path, []))) == 15.0
+    path = write_config(tmp_path, [], scheduler={"manager timeout": 2.5})
+    assert scheduler.manager_timeout(load_config(path)) == 2.5
+
+
+def test_every_problem_of_every_entry_is_listed(tmp_path):
+    path = write_config(
+        tmp_path,
+        [
+            {"a": {"every": "dya", "timezone": "Mars/Olympus", "catch up": "twice"}},
+            {"b": {"every": "day", "at": "25:00"}},
+            {"c": {"every": "day"}},
+            {"d": {"at": ":30", "evry": "day"}},
+        ],
+        scheduler={"timezone": "Nowhere"},
+    )
+    found = [(p.key, p.problem.split(",")[0]) for p in entry_problems(load_config(path))]
+    assert found == [
+        ("scheduler.timezone", "got 'Nowhere'"),
+        ("scheduled workers[0].a.every", "got 'dya'"),
+        ("scheduled workers[0].a.catch up", "got 'twice'"),
+        ("scheduled workers[0].a.timezone", "got 'Mars/Olympus'"),
+        ("scheduled workers[1].b.at", "got '25:00'"),
+        ("scheduled workers[3].d.evry", "unknown key"),
+        ("scheduled workers[3].d.every", "missing required key"),
+    ]
+
+
 def test_unquoted_at_from_yaml_text_is_caught(tmp_path):
     path = write_config(tmp_path, None)
     path.write_text(path.read_text() + "scheduled workers:\n- w: {every: day, at: 17:15}\n")
@@ -351,15 +396,15 @@ def test_no_missed_run_without_state(tmp_path):
 
 @pytest.fixture
 def launches():
-    """An in-memory launcher: records the workers and gives back finished processes."""
+    """An in-memory launcher: records the workers and answers with a run id, as the manager."""
     launched = []
 
     def launch(config, worker):
         launched.append(worker)
-        return subprocess.Popen([sys.executable, "-c", ""])
+        return f"run-{len(launched)}"
 
     launch.launched = launched
-    yield launch
+    return launch
 
 
 def catch_up_config(tmp_path: Path) -> Path:
@@ -385,8 +430,7 @@ def test_restart_catches_up_once_and_never_doubles(tmp_path, launches):
     # Restarted again the same day: nothing more.
     scheduler.start(config, utc(2024, 5, 3, 13), launches)
     assert len(launches.launched) == 1
-    for _module, child in timer.children:
-        child.wait()
+    assert timer.state["once every day at 05:00 (UTC)"]["last run"] == "run-1"
 
 
 def test_corrupt_state_means_no_catch_up(tmp_path, launches, caplog):
@@ -410,10 +454,35 @@ def test_step_launches_each_due_job_once(tmp_path, launches):
     scheduler.step(timer, utc(2024, 5, 1, 12, 0, 10, 400))
     assert [(w.module, w.args) for w in launches.launched] == [("w", ("--x", "1"))]
     assert timer.jobs.get_next_run() == utc(2024, 5, 1, 12, 0, 20)
-    for _module, child in timer.children:
-        child.wait()
-    scheduler.reap(timer)
-    assert timer.children == []
+    state = yaml.safe_load((tmp_path / "scheduler_state.yaml").read_text())
+    assert state["w every 10 seconds --x 1"] == {
+        "last due": "2024-05-01T12:00:10+00:00",
+        "last fire": "2024-05-01T12:00:10.000300+00:00",
+        "last run": "run-1",
+        "last error": None,
+    }
+
+
+def test_a_launch_the_manager_did_not_make_is_one_error_and_not_recorded_as_a_fire(
+    tmp_path, caplog
+):
+    def down(config, worker):
+        raise NowcastkitError("manager at tcp://127.0.0.1:4345 did not answer within 15s")
+
+    path = write_config(tmp_path, [{"w": {"every": "10 seconds"}}], scheduler={"timezone": "UTC"})
+    timer = scheduler.start(load_config(path), utc(2024, 5, 1, 12, 0, 1), down)
+    with caplog.at_level(logging.INFO, "scheduler"):
+        scheduler.step(timer, utc(2024, 5, 1, 12, 0, 10))
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [
+        "w every 10 seconds (UTC): not launched (due 2024-05-01 12:00:10 UTC): "
+        "manager at tcp://127.0.0.1:4345 did not answer within 15s"
+    ]
+    state = yaml.safe_load((tmp_path / "scheduler_state.yaml").read_text())
+    assert state["w every 10 seconds (UTC)"]["last fire"] is None
+    assert "did not answer" in state["w every 10 seconds (UTC)"]["last error"]
+    # The loop goes on: the next slot is still scheduled.
+    assert timer.jobs.get_next_run() == utc(2024, 5, 1, 12, 0, 20)
 
 
 def test_rebuilding_from_the_same_config_gives_the_same_jobs(tmp_path):

@@ -1,0 +1,5 @@
+import sys
+
+from nowcastkit.scheduler.timer import main
+
+sys.exit(main())
