@@ -291,6 +291,15 @@ def test_killed_broker_is_restarted_and_a_waiting_worker_gets_its_reply(circus):
     assert "awake" in circus.checklist()
 
 
+def test_killed_scheduler_is_restarted(circus):
+    wait_for(lambda: circus.count(r"INFO \[scheduler\] running in process") == 1, "scheduler")
+    old_pid = circus.pid("scheduler")
+    os.kill(old_pid, signal.SIGKILL)
+    _restarted(circus, "scheduler", old_pid)
+    wait_for(lambda: circus.count(r"INFO \[scheduler\] running in process") == 2, "scheduler again")
+    wait_for(lambda: circus.statuses() == dict.fromkeys(WATCHERS, "active"), "all active")
+
+
 def test_reload_and_hup_reload_config_without_restarts(circus):
     pids = {name: circus.pid(name) for name in ("message_broker", "manager")}
 
