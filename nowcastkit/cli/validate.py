@@ -5,8 +5,10 @@
 
 Finds missing or mistyped keys, unset environment variables, a next workers
 module that will not import, registered workers without ``after_<worker>``,
-``after_<worker>`` functions for unregistered workers, and scheduled worker
-modules that cannot be found. Exit status 0 when valid, 1 when not.
+``after_<worker>`` functions for unregistered workers, worker modules named in
+the next workers module (``NextWorker("...")``) or the schedule that cannot be
+found or are not registered, and scheduled workers with bad times. Exit
+status 0 when valid, 1 when not.
 ``--dry-run WORKER TYPE`` calls ``after_<worker>`` on a copy of the current
 checklist and prints the workers the manager would launch; nothing changes.
 """
@@ -14,6 +16,7 @@ checklist and prints the workers the manager would launch; nothing changes.
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import importlib.util
 import json
@@ -23,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from nowcastkit import scheduler
 from nowcastkit.config import Config, check
 from nowcastkit.errors import ConfigError, FlowError, NowcastkitError
 from nowcastkit.flow import Flow
@@ -98,19 +102,60 @@ def _flow_problems(config: Config, flow: Flow) -> list[ConfigError]:
             found.append(ConfigError(
                 flow.source, attribute, f"worker {name!r} is not in message registry.workers"
             ))  # fmt: skip
+    for line, module in _named_workers(flow.source):
+        key = f'line {line}: NextWorker("{module}")'
+        if not _importable(module):
+            found.append(ConfigError(flow.source, key, "worker module cannot be found"))
+        elif module.rpartition(".")[2] not in registered:
+            found.append(ConfigError(flow.source, key, f"worker {module.rpartition('.')[2]!r} "
+                                     "is not in message registry.workers"))  # fmt: skip
     return found
+
+
+def _named_workers(source: Path | None) -> list[tuple[int, str]]:
+    """The ``NextWorker("module", ...)`` calls with a literal module name in *source*."""
+    try:
+        tree = ast.parse(Path(source).read_bytes())
+    except (OSError, SyntaxError, TypeError):
+        return []
+    return [
+        (node.lineno, node.args[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", ""))
+        == "NextWorker" and node.args and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    ]  # fmt: skip
 
 
 def _schedule_problems(config: Config) -> list[ConfigError]:
     found = []
     entries = config.get("scheduled workers") or []
-    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+    if not isinstance(entries, list):
+        return _entry_problems(config, entries, None)
+    registered = config["message registry"]["workers"]
+    for i, entry in enumerate(entries):
+        found += _entry_problems(config, entry, i)
         for module in entry if isinstance(entry, dict) else []:
+            key = f"scheduled workers[{i}].{module}"
             if not _importable(str(module)):
-                found.append(ConfigError(
-                    config.file, f"scheduled workers[{i}].{module}", "worker module cannot be found"
-                ))  # fmt: skip
+                found.append(ConfigError(config.file, key, "worker module cannot be found"))
+            elif (name := str(module).rpartition(".")[2]) not in registered:
+                problem = f"worker {name!r} is not in message registry.workers"
+                found.append(ConfigError(config.file, key, problem))
     return found
+
+
+def _entry_problems(config: Config, entry: object, i: int | None) -> list[ConfigError]:
+    """The scheduler's own check of one entry (times, units, zones), keyed by its place."""
+    single = Config({**config, "scheduled workers": entry if i is None else [entry]}, config.file)
+    try:
+        scheduler.load_entries(single)
+    except ConfigError as err:
+        key = err.key if i is None else err.key.replace("[0]", f"[{i}]", 1)
+        return [ConfigError(err.path, key, err.problem)]
+    except NowcastkitError as err:
+        return [ConfigError(config.file, "scheduled workers", str(err))]
+    return []
 
 
 def _importable(module: str) -> bool:
