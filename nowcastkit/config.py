@@ -153,8 +153,8 @@ def _validate(data: dict, check: _Checker) -> None:
     check.require(zmq, "host", str, "zmq")
     check.require(zmq, "bind", str, "zmq", default="")
     ports = check.require(zmq, "ports", dict, "zmq")
-    for name in ("manager", "workers", "control"):
-        default = 0 if name == "control" else _MISSING
+    for name in ("manager", "workers", "control", "monitor"):
+        default = 0 if name in ("control", "monitor") else _MISSING
         port = check.require(ports, name, int, "zmq.ports", default=default)
         if port is not None and not 0 <= port <= 65535:
             check.problem(f"zmq.ports.{name}", f"got {port!r}, expected 0 to 65535")

@@ -35,6 +35,7 @@ __all__ = [
     "history",
     "load_checklist",
     "load_groups",
+    "open_read_only",
     "open_store",
     "prune",
     "put_checklist",
@@ -236,3 +237,16 @@ def prune(store: Store, older_than: float) -> tuple[int, int]:
         "DELETE FROM runs WHERE finished IS NOT NULL AND finished < ?", (older_than,)
     )
     return messages.rowcount, runs.rowcount
+
+
+def open_read_only(path: Path) -> Store:
+    """Open an existing store for reading only, as the operator tools do.
+
+    WAL mode lets this read while the manager writes; raise FileNotFoundError if absent.
+    """
+    path = Path(path).absolute()
+    if not path.exists():
+        raise FileNotFoundError(path)
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=10000")
+    return Store(path, conn)

@@ -63,7 +63,7 @@ def base_config(folder: Path) -> dict[str, Any]:
         },
         "zmq": {
             "host": "127.0.0.1",
-            "ports": {"manager": 0, "workers": 0, "control": 0},
+            "ports": {"manager": 0, "workers": 0, "control": 0, "monitor": 0},
             "reply timeout": 5,
             "reply attempts": 2,
         },
@@ -179,13 +179,15 @@ class System:
         return self.broker
 
     def start_manager(self, *args: str) -> Process:
-        """Start the manager; a control port of 0 becomes the one it bound, in the config."""
+        """Start the manager; control and monitor ports of 0 become the ones it bound."""
         self.manager = self.spawn("manager", "-m", "nowcastkit.manager", *args)
         self.manager.wait_for_line(r"listening\.\.\.")
-        if not self.config["zmq"]["ports"].get("control"):
-            bound = self.manager.wait_for_line(r"control socket bound to port (\d+)")
-            self.config["zmq"]["ports"]["control"] = int(bound[1])
-            self.write_config()
+        ports = self.config["zmq"]["ports"]
+        for name in ("control", "monitor"):
+            if not ports.get(name):
+                bound = self.manager.wait_for_line(rf"{name} socket bound to port (\d+)")
+                ports[name] = int(bound[1])
+                self.write_config()
         return self.manager
 
     def control(self, request: dict, timeout: float = 5.0) -> dict:

@@ -5,9 +5,11 @@
 
 Finds missing or mistyped keys, unset environment variables, a next workers
 module that will not import, registered workers without ``after_<worker>``,
-``after_<worker>`` functions for unregistered workers, and every bad
-``scheduled workers`` entry (``every``, ``at``, ``timezone``, ``catch up`` ...)
-or scheduled worker module that cannot be found. Exit status 0 when valid, 1 when not.
+``after_<worker>`` functions for unregistered workers, worker modules named in
+the next workers module (``NextWorker("...")``) or the schedule that cannot be
+found or are not registered, and every bad ``scheduled workers`` entry
+(``every``, ``at``, ``timezone``, ``catch up`` ...). Exit status 0 when valid,
+1 when not.
 ``--dry-run WORKER TYPE`` calls ``after_<worker>`` on a copy of the current
 checklist and prints the workers the manager would launch; nothing changes.
 """
@@ -15,6 +17,7 @@ checklist and prints the workers the manager would launch; nothing changes.
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import importlib.util
 import json
@@ -100,19 +103,44 @@ def _flow_problems(config: Config, flow: Flow) -> list[ConfigError]:
             found.append(ConfigError(
                 flow.source, attribute, f"worker {name!r} is not in message registry.workers"
             ))  # fmt: skip
+    for line, module in _named_workers(flow.source):
+        key = f'line {line}: NextWorker("{module}")'
+        if not _importable(module):
+            found.append(ConfigError(flow.source, key, "worker module cannot be found"))
+        elif module.rpartition(".")[2] not in registered:
+            found.append(ConfigError(flow.source, key, f"worker {module.rpartition('.')[2]!r} "
+                                     "is not in message registry.workers"))  # fmt: skip
     return found
 
 
+def _named_workers(source: Path | None) -> list[tuple[int, str]]:
+    """The ``NextWorker("module", ...)`` calls with a literal module name in *source*."""
+    try:
+        tree = ast.parse(Path(source).read_bytes())
+    except (OSError, SyntaxError, TypeError):
+        return []
+    return [
+        (node.lineno, node.args[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", ""))
+        == "NextWorker" and node.args and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    ]  # fmt: skip
+
+
 def _schedule_problems(config: Config) -> list[ConfigError]:
-    """Every bad scheduler setting or entry, and each scheduled module that cannot be found."""
+    """Every bad scheduler setting or entry, and each scheduled module unknown or unregistered."""
     found = entry_problems(config)
     entries = config.get("scheduled workers")
+    registered = config["message registry"]["workers"]
     for i, entry in enumerate(entries if isinstance(entries, list) else []):
         for module in entry if isinstance(entry, dict) else []:
+            key = f"scheduled workers[{i}].{module}"
             if not _importable(str(module)):
-                found.append(ConfigError(
-                    config.file, f"scheduled workers[{i}].{module}", "worker module cannot be found"
-                ))  # fmt: skip
+                found.append(ConfigError(config.file, key, "worker module cannot be found"))
+            elif (name := str(module).rpartition(".")[2]) not in registered:
+                problem = f"worker {name!r} is not in message registry.workers"
+                found.append(ConfigError(config.file, key, problem))
     return found
 
 

@@ -21,6 +21,7 @@ from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.errors import FlowError, MessageError, NowcastkitError
 from nowcastkit.flow import Flow, RaceGroup
+from nowcastkit.manager.events import Events
 from nowcastkit.message import Message
 from nowcastkit.worker import NextWorker
 
@@ -51,6 +52,7 @@ class Launch:
 
     run_id: str
     worker: NextWorker
+    parent: str | None = None
 
 
 @attrs.define(eq=False)
@@ -65,6 +67,7 @@ class Manager:
     host: str = attrs.field(factory=socket.gethostname)
     started: float = attrs.field(factory=time.time)
     malformed: int = 0
+    events: Events = attrs.field(factory=Events)
 
     @property
     def checklist_path(self) -> Path:
@@ -78,12 +81,14 @@ class Manager:
 def handle(manager: Manager, frames: list[bytes]) -> tuple[list[bytes], list[Launch]]:
     """Answer one request (``[tag, body]`` from the broker): reply frames and runs to start."""
     tag, body = (frames[0], frames[1:]) if len(frames) > 1 else (b"", frames)
-    reply, launches = _answer(manager, tag, body)
+    reply, launches, source = _answer(manager, tag, body)
+    manager.events.publish("reply", source, type=reply.type, payload=reply.payload)
     text = reply.serialize().encode()
     return ([tag, text] if tag else [text]), launches
 
 
-def _answer(manager: Manager, tag: bytes, body: list[bytes]) -> tuple[Message, list[Launch]]:
+def _answer(manager: Manager, tag: bytes, body: list[bytes]) -> tuple[Message, list[Launch], str]:
+    """The reply, the runs to start, and the sender's name ("-" when unknown)."""
     try:
         if len(body) != 1:
             raise MessageError(f"message has {len(body)} frames, expected 1")
@@ -91,7 +96,17 @@ def _answer(manager: Manager, tag: bytes, body: list[bytes]) -> tuple[Message, l
     except MessageError as err:
         manager.malformed += 1
         log.error("malformed message: %s", err)
-        return _reply("malformed message", str(err)), []
+        manager.events.publish("malformed", "-", error=str(err))
+        return _reply("malformed message", str(err)), [], "-"
+    manager.events.publish(
+        "received", msg.source, type=msg.type, host=msg.host, pid=msg.pid, id=msg.id,
+        run=msg.run, payload=msg.payload,
+    )  # fmt: skip
+    reply, launches = _reply_to(manager, msg, tag)
+    return reply, launches, msg.source
+
+
+def _reply_to(manager: Manager, msg: Message, tag: bytes) -> tuple[Message, list[Launch]]:
     workers = manager.config["message registry"]["workers"]
     if msg.source not in workers:
         log.error("message from unregistered worker %r: (%s)", msg.source, msg.type)
@@ -162,6 +177,7 @@ def process(manager: Manager, msg: Message, key: str | None) -> tuple[Message, l
     # A payload of None leaves the checklist as it was, as in the reference design.
     checklist_key = registered.get("checklist key") if msg.payload is not None else None
     run_id = _reporting_run(manager, msg)
+    groups_before = list(manager.flow.groups)
     with st.transaction(manager.store):
         if checklist_key:
             checklist_file.merge(manager.checklist, checklist_key, msg.payload)
@@ -172,14 +188,15 @@ def process(manager: Manager, msg: Message, key: str | None) -> tuple[Message, l
         except FlowError as err:
             log.error("%s", err)
             workers, reply = [], _reply(err.reply_type, str(err))
-        launches = [Launch(run_control.new_run_id(), worker) for worker in workers]
+        launches = [Launch(run_control.new_run_id(), worker, run_id) for worker in workers]
         for item in launches:
-            st.add_run(manager.store, _run_record(item, parent=run_id))
+            st.add_run(manager.store, _run_record(item))
         if run_id:
             st.finish_run(manager.store, run_id, msg.type)
         st.save_groups(manager.store, [_group_record(g) for g in manager.flow.groups])
         if key:
             st.record_message(manager.store, key, msg.source, msg.type, reply.serialize())
+    _publish_groups(manager, msg.source, groups_before)
     if checklist_key:
         log.info("checklist updated with [%s] items from %s worker", checklist_key, msg.source)
         save_snapshot(manager)
@@ -202,9 +219,22 @@ def _reporting_run(manager: Manager, msg: Message) -> str | None:
     return None
 
 
-def _run_record(item: Launch, parent: str | None) -> st.Run:
+def _run_record(item: Launch) -> st.Run:
     worker = item.worker
-    return st.Run(item.run_id, worker.name, worker.module, worker.args, worker.host, parent=parent)
+    return st.Run(
+        item.run_id, worker.name, worker.module, worker.args, worker.host, parent=item.parent
+    )
+
+
+def _publish_groups(manager: Manager, source: str, before: list[RaceGroup]) -> None:
+    after = manager.flow.groups
+    for group in after:
+        if not any(group is old for old in before):
+            manager.events.publish("group opened", source, waiting=sorted(group.waiting))
+    for group in before:
+        if not any(group is new for new in after):
+            held = [worker.module for worker in group.held]
+            manager.events.publish("group released", source, launching=held)
 
 
 def _group_record(group: RaceGroup) -> tuple[set[str], list[dict]]:
@@ -236,6 +266,10 @@ def launch(manager: Manager, launches: list[Launch]) -> None:
             worker.module, worker.host, item.run_id, running.pid,
         )  # fmt: skip
         log.debug("%s", worker.command(manager.config))
+        manager.events.publish(
+            "launch", worker.name, run=item.run_id, module=worker.module, args=list(worker.args),
+            host=worker.host, pid=running.pid, parent=item.parent,
+        )  # fmt: skip
         started.append((item.run_id, running.pid))
     if started or failed:
         with st.transaction(manager.store):
@@ -250,6 +284,7 @@ def on_exit(manager: Manager, running: run_control.Running, status: int | None) 
     with st.transaction(manager.store):
         st.finish_run(manager.store, running.run_id, None, exit_status=status)
     name = running.worker.name
+    manager.events.publish("exit", name, run=running.run_id, pid=running.pid, status=status)
     if running.reported:
         how = "has exited" if status is None else f"exited with status {status}"
         log.debug("%s worker run %s: worker process %d %s", name, running.run_id, running.pid, how)
@@ -260,6 +295,7 @@ def on_exit(manager: Manager, running: run_control.Running, status: int | None) 
         "%s worker run %s (pid %d) ended without reporting (%s, %s); handling it as a crash",
         name, running.run_id, running.pid, msg.payload["reason"], how,
     )  # fmt: skip
+    manager.events.publish("crash", name, run=running.run_id, type="crash", payload=msg.payload)
     if name not in manager.config["message registry"]["workers"]:
         log.error("%s is not in message registry.workers; no after_%s to call", name, name)
         with st.transaction(manager.store):

@@ -3,8 +3,10 @@
 One REP socket connects to the broker for workers' messages; a second REP
 socket, the control socket, is bound on loopback (``zmq.ports.control``,
 default the manager port + 2) for launch requests from the scheduler and the
-operator's tools. Between messages the loop reaps exited workers, enforces
-deadlines and acts on signals: SIGHUP reloads, SIGTERM/SIGINT stop.
+operator's tools; a PUB socket (``zmq.ports.monitor``, default the manager
+port + 3) publishes what the manager sees and does (:mod:`.events`). Between
+messages the loop reaps exited workers, enforces deadlines and acts on
+signals: SIGHUP reloads, SIGTERM/SIGINT stop.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.errors import ConfigError
 from nowcastkit.flow import Flow
+from nowcastkit.manager import control as control_commands
 from nowcastkit.manager import recovery
 from nowcastkit.manager.dispatch import Launch, Manager, handle, launch, on_exit, save_snapshot
 from nowcastkit.worker import NextWorker
@@ -55,9 +58,10 @@ def _serve(config: Config, args: argparse.Namespace, watch: lifecycle.SignalWatc
         sock.connect(f"tcp://{host}:{port}")
         log.info("connected to %s port %s", host, port)
         _bind_control(control, config)
+        manager.events.bind(context, config)
         launch(manager, launches)
         poller = zmq.Poller()
-        for item in (sock, control, watch):
+        for item in (sock, control, watch, manager.events.socket):
             poller.register(item, zmq.POLLIN)
         log.debug("listening...")
         _loop(manager, poller, sock, control, watch)
@@ -66,6 +70,7 @@ def _serve(config: Config, args: argparse.Namespace, watch: lifecycle.SignalWatc
         log.info("shutting down")
         sock.close(linger=0)
         control.close(linger=0)
+        manager.events.close()
         context.term()
         manager.store.conn.close()
 
@@ -90,6 +95,8 @@ def _loop(manager: Manager, poller, sock, control, watch) -> None:
             _serve_one(manager, sock)
         if control in ready:
             _serve_control(manager, control)
+        if manager.events.socket in ready:
+            manager.events.answer_subscriptions()
         if watch in ready or watch.pending:
             signums = watch.take()
             if signal.SIGHUP in signums:
@@ -164,6 +171,8 @@ def _control_request(manager: Manager, frames: list[bytes]) -> dict:
                 "running": len(manager.runs.active)}  # fmt: skip
     if command == "launch":
         return _control_launch(manager, request)
+    if command in control_commands.COMMANDS:
+        return control_commands.COMMANDS[command](manager, request)
     return {"ok": False, "error": f"unknown command {command!r}"}
 
 

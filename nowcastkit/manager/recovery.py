@@ -93,7 +93,7 @@ def _recover_runs(manager: Manager) -> list[Launch]:
             log.warning(
                 "starting %s worker run %s: committed but never started", run.module, run.run_id
             )
-            launches.append(Launch(run.run_id, worker))
+            launches.append(Launch(run.run_id, worker, run.parent))
             continue
         alive = Path(f"/proc/{pid}").exists() if by_hand else run_control.is_alive(pid, run.run_id)
         grace = 0.0 if alive else RECOVERY_GRACE

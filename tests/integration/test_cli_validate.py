@@ -127,3 +127,35 @@ def test_every_bad_scheduled_entry_is_reported(toy_system):
     ]
     assert "got 'dya', expected second, minute" in result.stdout
     assert result.stdout.splitlines()[-1] == f"{path}: 6 problems"
+
+
+def test_worker_modules_and_schedule_times_are_checked(toy_system):
+    toy_system.config["scheduled workers"] = [
+        {"workers.sleep": {"every": "dya", "at": "10:00"}},
+        {"workers.rotate_logs": {"every": "day", "at": "10:00"}},
+        {"workers.awaken": {"every": "day", "at": "25:00"}},
+    ]
+    toy_system.write_config()
+    toy_system.write_next_workers(
+        "from nowcastkit import NextWorker\n"
+        "def after_sleep(msg, config, checklist):\n"
+        "    return [NextWorker('workers.no_such_module'), NextWorker('workers.rotate_logs')]\n"
+        "def after_awaken(msg, config, checklist):\n    return []\n"
+    )
+    result = validate(toy_system)
+    assert result.returncode == 1
+    path, flow = toy_system.config_path, toy_system.folder / "next_workers.py"
+    lines = result.stdout.splitlines()
+    assert any(line.startswith(f"{path}: scheduled workers[0].workers.sleep.every: got 'dya'")
+               for line in lines), lines  # fmt: skip
+    assert any(line.startswith(f"{path}: scheduled workers[2].workers.awaken.at: got '25:00'")
+               for line in lines), lines  # fmt: skip
+    assert (f"{path}: scheduled workers[1].workers.rotate_logs: worker 'rotate_logs' is not in "
+            "message registry.workers") in lines  # fmt: skip
+    assert (
+        f'{flow}: line 3: NextWorker("workers.no_such_module"): worker module cannot be found'
+        in lines
+    )
+    assert (f'{flow}: line 3: NextWorker("workers.rotate_logs"): worker \'rotate_logs\' is not in '
+            "message registry.workers") in lines  # fmt: skip
+    assert lines[-1] == f"{path}: 5 problems"

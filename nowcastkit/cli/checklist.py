@@ -1,0 +1,80 @@
+"""Show the live checklist, or sections of it, as the manager holds it now.
+
+    nowcastkit checklist                      # the whole checklist, YAML
+    nowcastkit checklist sleepyhead awake     # only these sections
+    nowcastkit checklist --json | jq .checklist.sleepyhead
+
+When the manager does not answer, the checklist file is read instead and a
+line on stderr says so (it is what the manager last wrote). Exit status 1 when
+a KEY is not in the checklist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from nowcastkit.cli.output import dump_json, local_time
+from nowcastkit.config import load_config
+from nowcastkit.errors import NowcastkitError
+from nowcastkit.manager.control import ManagerUnreachable, ask
+from nowcastkit.manager.loop import control_endpoint
+
+__all__ = ["POSITIONALS", "add_arguments", "run"]
+
+#: The positional list a first word that is not a config file belongs to.
+POSITIONALS = "extra_keys"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("extra_keys", nargs="*", metavar="KEY", help="checklist sections to show")
+    parser.add_argument(
+        "--timeout", type=float, default=3.0, help="seconds to wait for the manager"
+    )
+    parser.add_argument("--json", action="store_true", help="print the checklist as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    keys = list(args.extra_keys)
+    try:
+        reply = ask(control_endpoint(config), {"command": "checklist", "keys": keys}, args.timeout)
+    except ManagerUnreachable:
+        path = Path(config["checklist file"])
+        checklist, source = _from_file(path, keys), str(path)
+        mtime = path.stat().st_mtime if path.exists() else None
+        print(f"nowcastkit checklist: the manager is not answering; showing {path} "
+              f"as written at {local_time(mtime)}", file=sys.stderr)  # fmt: skip
+    else:
+        if not reply.get("ok"):
+            raise _KeyMissing(f"{reply.get('error')}")
+        checklist, source = reply["checklist"], "manager"
+    if args.json:
+        print(dump_json({"source": source, "checklist": checklist}))
+    elif checklist:
+        print(yaml.dump(checklist, Dumper=yaml.CSafeDumper, default_flow_style=False), end="")
+    else:
+        print("the checklist is empty")
+    return 0
+
+
+class _KeyMissing(NowcastkitError):
+    exit_status = 1
+
+
+def _from_file(path: Path, keys: list[str]) -> dict:
+    try:
+        checklist = yaml.load(path.read_bytes(), Loader=yaml.CSafeLoader) or {}
+    except FileNotFoundError:
+        checklist = {}
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise NowcastkitError(f"{path}: cannot read the checklist file: {err}") from None
+    if not isinstance(checklist, dict):
+        raise NowcastkitError(f"{path}: got {type(checklist).__name__}, expected a mapping")
+    for key in keys:
+        if key not in checklist:
+            raise _KeyMissing(f"{path}: checklist has no key {key!r}")
+    return {key: checklist[key] for key in keys} if keys else checklist

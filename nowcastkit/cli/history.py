@@ -1,0 +1,114 @@
+"""Show past runs from the manager's store, newest first, with each run's log file.
+
+    nowcastkit history                               # the last 50 runs
+    nowcastkit history --since 2026-11-23 --worker sleep
+    nowcastkit history --failed --until 2026-11-23 --json
+
+DATE is YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS], local time; a bare --until date
+includes that whole day. --failed keeps runs that ended without a success*
+outcome (failure, crash, launch failed, exited without reporting). The store
+is only read, so this is safe while the manager runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+from nowcastkit import store as st
+from nowcastkit.cli.output import dump_json, duration, iso, local_time, table
+from nowcastkit.config import Config, load_config
+from nowcastkit.errors import NowcastkitError
+from nowcastkit.manager.dispatch import BY_HAND
+from nowcastkit.manager.recovery import state_paths
+
+__all__ = ["add_arguments", "log_file", "open_history", "outcome", "parse_date", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", metavar="DATE", help="runs launched at or after DATE")
+    parser.add_argument("--until", metavar="DATE", help="runs launched before DATE")
+    parser.add_argument("--worker", metavar="W", help="runs of worker W only")
+    parser.add_argument("--failed", action="store_true", help="runs that did not succeed")
+    parser.add_argument("--limit", type=int, default=50, help="at most N runs (0: all)")
+    parser.add_argument("--json", action="store_true", help="print the runs as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    since = parse_date(args.since, "--since") if args.since else None
+    until = parse_date(args.until, "--until", end_of_day=True) if args.until else None
+    store = open_history(config)
+    try:
+        runs = st.history(store, since, until, args.worker, args.failed) if store else []
+    finally:
+        if store:
+            store.conn.close()
+    runs = runs[: args.limit] if args.limit > 0 else runs
+    if args.json:
+        print(dump_json([as_dict(config, r) for r in runs]))
+        return 0
+    if not runs:
+        print("no runs match")
+        return 0
+    rows = [
+        [r.run_id, r.worker, " ".join(r.args), r.host, local_time(r.launched),
+         local_time(r.finished), duration(r.finished and r.finished - r.launched), outcome(r),
+         log_file(config, r) or "-"]
+        for r in runs
+    ]  # fmt: skip
+    headers = ["RUN", "WORKER", "ARGS", "HOST", "STARTED", "FINISHED", "TOOK", "OUTCOME", "LOG"]
+    print(table(headers, rows))
+    return 0
+
+
+def parse_date(text: str, option: str, end_of_day: bool = False) -> float:
+    """A local date or date-time as epoch seconds; a bare date as its midnight (or the next)."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise NowcastkitError(
+            f"{option}: got {text!r}, expected YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]"
+        ) from None
+    if end_of_day and len(text) == 10:
+        when += dt.timedelta(days=1)
+    return when.timestamp()
+
+
+def open_history(config: Config) -> st.Store | None:
+    """The manager's store opened read-only, or None when no manager has made one yet."""
+    path = state_paths(config)[0]
+    try:
+        return st.open_read_only(path)
+    except FileNotFoundError:
+        return None
+    except Exception as err:  # sqlite3 errors: unreadable file, not a database
+        raise NowcastkitError(f"{path}: cannot read the manager's store: {err}") from None
+
+
+def outcome(r: st.Run) -> str:
+    """The run's outcome as an operator reads it: its message type, or how it ended."""
+    if r.outcome:
+        return r.outcome
+    if r.finished is None:
+        return "running"
+    return "exited" if r.exit_status is None else f"exited {r.exit_status}"
+
+
+def log_file(config: Config, r: st.Run) -> str:
+    """The run's own log file; runs started by hand have none."""
+    if r.log_path:
+        return r.log_path
+    if r.module == BY_HAND:
+        return ""
+    return str(Path(state_paths(config)[1]) / f"{r.worker}-{r.run_id}.log")
+
+
+def as_dict(config: Config, r: st.Run) -> dict:
+    return {
+        "run": r.run_id, "worker": r.worker, "module": r.module, "args": list(r.args),
+        "host": r.host, "pid": r.pid, "parent": r.parent, "started": iso(r.launched),
+        "finished": iso(r.finished), "seconds": r.finished and round(r.finished - r.launched, 3),
+        "outcome": outcome(r), "exit status": r.exit_status, "log": log_file(config, r) or None,
+    }  # fmt: skip

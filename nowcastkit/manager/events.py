@@ -1,0 +1,100 @@
+"""The manager's event feed: a PUB socket that ``nowcastkit monitor`` taps.
+
+    events = Events()
+    events.bind(context, config)            # zmq.ports.monitor, default manager port + 3
+    events.publish("launch", "sleep", run="4f1c…", module="workers.sleep", pid=2705)
+
+Each event is two frames: a topic ``<worker>/<event>`` (so a subscriber can
+filter by worker with a prefix) and a JSON body. Publishing never blocks the
+manager: PUB drops what a slow subscriber cannot take, past a small send
+high-water mark. The socket is an XPUB so the manager sees subscriptions: a
+subscription to ``-hello/<token>`` is answered at once with an event on that
+topic, which tells a new monitor that everything it subscribed before is in
+effect (no sleeping to beat ZeroMQ's slow-joiner race).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import attrs
+import zmq
+
+from nowcastkit.config import Config
+from nowcastkit.errors import ConfigError
+
+__all__ = ["HELLO_PREFIX", "Events", "monitor_endpoint"]
+
+log = logging.getLogger("manager")
+
+#: Subscribing to this prefix plus a token gets one ``hello`` event back on that topic.
+HELLO_PREFIX = "-hello/"
+# Enough for a burst of a few hundred events; beyond it a slow monitor misses events.
+_SEND_HWM = 1000
+
+
+def monitor_endpoint(config: Config) -> str:
+    """Where the manager publishes its events: always loopback."""
+    ports = config["zmq"]["ports"]
+    port = ports.get("monitor", ports["manager"] + 3 if ports["manager"] else 0)
+    return f"tcp://127.0.0.1:{port}"
+
+
+@attrs.define(eq=False)
+class Events:
+    """The manager's publisher; without a bound socket, publishing does nothing."""
+
+    socket: zmq.Socket | None = None
+    dropped: int = 0
+
+    def bind(self, context: zmq.Context, config: Config) -> None:
+        sock = context.socket(zmq.XPUB)
+        sock.setsockopt(zmq.SNDHWM, _SEND_HWM)
+        sock.setsockopt(zmq.LINGER, 0)
+        # Every subscription reaches the manager, even one another monitor already made.
+        sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+        endpoint = monitor_endpoint(config)
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as err:
+            sock.close()
+            raise ConfigError(
+                config.file, "zmq.ports.monitor", f"cannot bind {endpoint}: {err}"
+            ) from None
+        port = sock.getsockopt_string(zmq.LAST_ENDPOINT).rpartition(":")[2]
+        log.info("monitor socket bound to port %s", port)
+        self.socket = sock
+
+    def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close(linger=0)
+            self.socket = None
+
+    def publish(self, event: str, worker: str, **fields: Any) -> None:
+        """Send one event; drop it rather than wait when no one can take it."""
+        if self.socket is None:
+            return
+        body = {"time": time.time(), "event": event, "worker": worker, **fields}
+        frames = [f"{worker}/{event}".encode(), json.dumps(body, default=str).encode()]
+        try:
+            self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+
+    def answer_subscriptions(self) -> None:
+        """Read pending (un)subscriptions; answer each hello subscription on its own topic."""
+        while self.socket is not None:
+            try:
+                frame = self.socket.recv(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            topic = frame[1:].decode(errors="replace")
+            if frame[:1] == b"\x01" and topic.startswith(HELLO_PREFIX):
+                body = json.dumps({"time": time.time(), "event": "hello", "worker": "-"})
+                try:
+                    self.socket.send_multipart([frame[1:], body.encode()], flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    self.dropped += 1
