@@ -149,6 +149,9 @@ def _validate(data: dict, check: _Checker) -> None:
     check.require(data, "state file", str, "", default="")
     check.require(data, "run logs", str, "", default="")
     check.positive(data, "keep history days", (int, float), "")
+    delay = check.require(data, "checklist write delay", (int, float), "", default=0)
+    if delay is not None and delay < 0:
+        check.problem("checklist write delay", f"got {delay!r}, expected seconds >= 0")
     zmq = check.require(data, "zmq", dict, "")
     check.require(zmq, "host", str, "zmq")
     check.require(zmq, "bind", str, "zmq", default="")

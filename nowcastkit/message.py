@@ -31,6 +31,11 @@ _EXTRA_KEYS = {"id": str, "host": str, "pid": int, "run": str}
 # libyaml's composer recurses in C: a frame nested tens of thousands deep overflows
 # the stack and kills the receiving process, so depth is checked on the events first.
 _MAX_DEPTH = 200
+# Every collection a YAML text opens is marked by one of these characters (flow
+# brackets, a block sequence's dash, a mapping key's colon or question mark), so a
+# text with no more of them than _MAX_DEPTH cannot nest deeper, and the event walk,
+# which costs as much as the load itself, is only needed for the rare text with more.
+_COLLECTION_MARKS = "[{-:?"
 
 
 def _is_str(_instance, attribute, value) -> None:
@@ -101,6 +106,8 @@ class Message:
 
 
 def _check_depth(text: str) -> None:
+    if sum(map(text.count, _COLLECTION_MARKS)) <= _MAX_DEPTH:
+        return
     depth = 0
     for event in yaml.parse(text, Loader=yaml.CSafeLoader):
         if isinstance(event, yaml.CollectionStartEvent):

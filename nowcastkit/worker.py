@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -33,6 +30,9 @@ from nowcastkit.config import Config
 from nowcastkit.errors import ConfigError, MessageError, NowcastkitError, WorkerError
 from nowcastkit.message import Message, max_message_size
 from nowcastkit.worker_cli import CommandLineInterface
+
+if TYPE_CHECKING:  # a worker never launches: subprocess is imported where NextWorker.launch runs
+    import subprocess
 
 __all__ = ["RUN_ID_ENV", "NextWorker", "NowcastWorker"]
 
@@ -87,6 +87,8 @@ class NextWorker:
         log = logging.getLogger(logger_name)
         log.info("launching %s worker on %s", self.module, self.host)
         log.debug("%s", cmd)
+        import subprocess
+
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
 
 
@@ -206,7 +208,7 @@ class NowcastWorker:
 
     def _message(self, msg_type: str, payload: Any = None) -> Message:
         return Message(
-            self.name, msg_type, payload, id=uuid.uuid4().hex, host=socket.gethostname(),
+            self.name, msg_type, payload, id=os.urandom(16).hex(), host=os.uname().nodename,
             pid=os.getpid(), run=os.environ.get(RUN_ID_ENV) or self._run_id,
         )  # fmt: skip
 

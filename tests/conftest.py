@@ -44,6 +44,8 @@ def base_config(folder: Path) -> dict[str, Any]:
     """A toy-system config for *folder*: console logging, ports 0 (the broker picks)."""
     return {
         "checklist file": str(folder / "nowcast_checklist.yaml"),
+        # Tests read the checklist file right after each reply: no coalescing of writes.
+        "checklist write delay": 0,
         "python": sys.executable,
         "logging": {
             "version": 1,

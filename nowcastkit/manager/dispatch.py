@@ -25,7 +25,19 @@ from nowcastkit.manager.events import Events
 from nowcastkit.message import Message
 from nowcastkit.worker import NextWorker
 
-__all__ = ["BY_HAND", "MANAGER_REPLIES", "Launch", "Manager", "handle", "launch", "on_exit"]
+__all__ = [
+    "BY_HAND",
+    "DEFAULT_CHECKLIST_WRITE_DELAY",
+    "MANAGER_REPLIES",
+    "Launch",
+    "Manager",
+    "checklist_changed",
+    "flush_snapshot",
+    "handle",
+    "launch",
+    "on_exit",
+    "save_snapshot",
+]
 
 # Named as operators know it from their log filters, not after the module path.
 log = logging.getLogger("manager")
@@ -43,6 +55,8 @@ MANAGER_REPLIES = {
 }
 #: The module recorded for a run that a person started by hand.
 BY_HAND = "(run by hand)"
+#: Seconds between checklist file writes while messages keep changing it.
+DEFAULT_CHECKLIST_WRITE_DELAY = 1.0
 _NOT_MESSAGE_TYPES = frozenset(("checklist key", "timeout"))
 
 
@@ -68,10 +82,20 @@ class Manager:
     started: float = attrs.field(factory=time.time)
     malformed: int = 0
     events: Events = attrs.field(factory=Events)
+    #: Monotonic time the checklist file is next written at, when a change awaits it.
+    snapshot_due: float | None = None
+    last_snapshot: float = -float("inf")
+    #: The race-condition groups as last stored, so an unchanged list is not rewritten.
+    saved_groups: list | None = None
 
     @property
     def checklist_path(self) -> Path:
         return Path(self.config["checklist file"])
+
+    @property
+    def checklist_write_delay(self) -> float:
+        delay = self.config.get("checklist write delay")
+        return DEFAULT_CHECKLIST_WRITE_DELAY if delay is None else float(delay)
 
     def words(self, reply_type: str) -> str:
         configured = self.config["message registry"].get("manager") or {}
@@ -83,7 +107,7 @@ def handle(manager: Manager, frames: list[bytes]) -> tuple[list[bytes], list[Lau
     tag, body = (frames[0], frames[1:]) if len(frames) > 1 else (b"", frames)
     reply, launches, source = _answer(manager, tag, body)
     manager.events.publish("reply", source, type=reply.type, payload=reply.payload)
-    text = reply.serialize().encode()
+    text = _text(reply).encode()
     return ([tag, text] if tag else [text]), launches
 
 
@@ -133,6 +157,19 @@ def _reply(reply_type: str, payload: object = None) -> Message:
     return Message("manager", reply_type, payload)
 
 
+_PLAIN_REPLIES: dict[str, str] = {}
+
+
+def _text(reply: Message) -> str:
+    """The reply's wire text; the common payload-less replies are serialized once."""
+    if reply.payload is not None or reply.id is not None:
+        return reply.serialize()
+    text = _PLAIN_REPLIES.get(reply.type)
+    if text is None:
+        text = _PLAIN_REPLIES[reply.type] = reply.serialize()
+    return text
+
+
 def _need(manager: Manager, msg: Message) -> Message:
     key = msg.payload
     if not isinstance(key, str) or key not in manager.checklist:
@@ -160,12 +197,14 @@ def _hello(manager: Manager, msg: Message) -> Message:
 
 def _clear_checklist(manager: Manager, msg: Message, key: str | None) -> Message:
     logging.getLogger("checklist").info("checklist:\n%s", checklist_file.dump(manager.checklist))
+    if manager.snapshot_due is not None:
+        save_snapshot(manager)  # the file shows what was cleared, not an older state
     manager.checklist.clear()
     reply = _reply("checklist cleared")
     with st.transaction(manager.store):
         st.put_checklist(manager.store, {})
         if key:
-            st.record_message(manager.store, key, msg.source, msg.type, reply.serialize())
+            st.record_message(manager.store, key, msg.source, msg.type, _text(reply))
     save_snapshot(manager)
     log.info("checklist cleared")
     return reply
@@ -193,13 +232,16 @@ def process(manager: Manager, msg: Message, key: str | None) -> tuple[Message, l
             st.add_run(manager.store, _run_record(item))
         if run_id:
             st.finish_run(manager.store, run_id, msg.type)
-        st.save_groups(manager.store, [_group_record(g) for g in manager.flow.groups])
+        groups = [_group_record(g) for g in manager.flow.groups]
+        if groups != manager.saved_groups:
+            st.save_groups(manager.store, groups)
         if key:
-            st.record_message(manager.store, key, msg.source, msg.type, reply.serialize())
+            st.record_message(manager.store, key, msg.source, msg.type, _text(reply))
+    manager.saved_groups = groups
     _publish_groups(manager, msg.source, groups_before)
     if checklist_key:
         log.info("checklist updated with [%s] items from %s worker", checklist_key, msg.source)
-        save_snapshot(manager)
+        checklist_changed(manager)
     elif msg.payload is not None:
         log.warning("no checklist key registered for %s worker; payload not kept", msg.source)
     return reply, launches
@@ -242,8 +284,32 @@ def _group_record(group: RaceGroup) -> tuple[set[str], list[dict]]:
     return group.waiting, held
 
 
+def checklist_changed(manager: Manager) -> None:
+    """Write the checklist file now, or at most ``checklist write delay`` after the last write.
+
+    The store is the truth and is committed per message; the file is the
+    human-readable copy. Rewriting all of it per message made each message cost
+    in proportion to the checklist, so a burst of messages is coalesced into
+    one write, which the loop makes when ``snapshot_due`` comes.
+    """
+    if manager.snapshot_due is not None:
+        return
+    due = manager.last_snapshot + manager.checklist_write_delay
+    if time.monotonic() >= due:
+        save_snapshot(manager)
+    else:
+        manager.snapshot_due = due
+
+
+def flush_snapshot(manager: Manager, now: float) -> None:
+    """Write a pending checklist file whose time has come."""
+    if manager.snapshot_due is not None and now >= manager.snapshot_due:
+        save_snapshot(manager)
+
+
 def save_snapshot(manager: Manager) -> None:
     """Write the human-readable checklist file; the store already holds the truth."""
+    manager.snapshot_due, manager.last_snapshot = None, time.monotonic()
     try:
         checklist_file.write(manager.checklist_path, manager.checklist)
     except OSError as err:

@@ -30,7 +30,15 @@ from nowcastkit.errors import ConfigError
 from nowcastkit.flow import Flow
 from nowcastkit.manager import control as control_commands
 from nowcastkit.manager import recovery
-from nowcastkit.manager.dispatch import Launch, Manager, handle, launch, on_exit, save_snapshot
+from nowcastkit.manager.dispatch import (
+    Launch,
+    Manager,
+    flush_snapshot,
+    handle,
+    launch,
+    on_exit,
+    save_snapshot,
+)
 from nowcastkit.worker import NextWorker
 
 __all__ = ["control_endpoint", "main"]
@@ -104,6 +112,7 @@ def _loop(manager: Manager, poller, sock, control, watch) -> None:
             if {signal.SIGTERM, signal.SIGINT} & set(signums):
                 return
         _tend_runs(manager)
+        flush_snapshot(manager, time.monotonic())
         if time.monotonic() >= next_prune:
             recovery.prune(manager)
             next_prune = time.monotonic() + _PRUNE_EVERY
@@ -111,6 +120,8 @@ def _loop(manager: Manager, poller, sock, control, watch) -> None:
 
 def _timeout_ms(manager: Manager, next_prune: float) -> int:
     wake = [next_prune]
+    if manager.snapshot_due is not None:
+        wake.append(manager.snapshot_due)
     if (deadline := run_control.next_deadline(manager.runs)) is not None:
         wake.append(deadline)
     if any(r.popen is None for r in manager.runs.active.values()):

@@ -78,6 +78,8 @@ def _recover_checklist(manager: Manager, ignore_checklist: bool) -> None:
         st.put_checklist(store, manager.checklist)
         st.set_meta(store, "checklist", "in store")
     save_snapshot(manager)
+    # The start-up write must not hold back the first message's: that one is written at once.
+    manager.last_snapshot = -float("inf")
 
 
 def _recover_runs(manager: Manager) -> list[Launch]:

@@ -82,3 +82,18 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_file(tmp_path):
         assert checklist.load(path)["serial"] == serial
         assert not any(leftover.exists() for leftover in leftovers)
     assert killed_mid_write, "no kill landed during a write; the test proved nothing"
+
+
+def test_checklist_file_writes_are_coalesced_and_flushed_on_stop_issue_6(toy_system):
+    toy_system.config["checklist write delay"] = 30
+    toy_system.write_config()
+    toy_system.start_broker()
+    toy_system.start_manager()
+    for n in range(3):
+        reply = toy_system.send("sleep", "success", {"sleep time": n})
+        assert reply["type"] == "ack"
+
+    # The first change after a quiet spell is written at once; the rest wait.
+    assert toy_system.checklist() == {"sleepyhead": {"sleep time": 0}}
+    assert toy_system.manager.stop() == 0
+    assert toy_system.checklist() == {"sleepyhead": {"sleep time": 2}}

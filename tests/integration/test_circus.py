@@ -61,6 +61,8 @@ def _write_nowcast_yaml(folder: Path, schedule: list | None = None) -> Path:
     config["zmq"]["reply timeout"] = 2
     config["zmq"]["reply attempts"] = 5
     config["message registry"]["next workers module"] = "next_workers"
+    # The tests read the checklist file right after each reply: no coalescing of writes.
+    config["checklist write delay"] = 0
     if schedule is not None:
         config["scheduled workers"] = schedule
     path = folder / "nowcast.yaml"

@@ -1,0 +1,1 @@
+"""nowcastkit's benchmarks: ``python -m bench`` (speed) and ``bench/robustness.py`` (kills)."""

@@ -1,0 +1,245 @@
+"""nowcastkit benchmark: real broker, manager, scheduler and workers; figures with ratios.
+
+    python -m bench                  # the full run (a few minutes)
+    python -m bench --quick          # everything small, under a minute
+    python -m bench --json out.json  # also write the figures as JSON
+
+Every figure comes with a ratio to a baseline measured in the same run, because
+absolute times on a shared machine are noisy: the manager's throughput against a
+bare pyzmq echo through the same ROUTER/DEALER shape, a chain hop against a raw
+pyzmq+PyYAML worker's hop and against ``python -c pass``, and so on. The table
+ends with the issue's targets, met or not. Prints the table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import scenarios
+
+QUICK = {
+    "seconds": 1.0,
+    "sizes": [0, 1000, 5000],
+    "clients": [1, 8],
+    "steps": 6,
+    "import_runs": 3,
+    "startup_runs": 1,
+    "scheduler_seconds": 7.0,
+    "kills": 2,
+    "memory_messages": 5000,
+}
+FULL = {
+    "seconds": 4.0,
+    "sizes": [0, 1000, 5000],
+    "clients": [1, 8],
+    "steps": 20,
+    "import_runs": 7,
+    "startup_runs": 3,
+    "scheduler_seconds": 21.0,
+    "kills": 5,
+    "memory_messages": 100_000,
+}
+
+
+def measure(root: Path, p: dict) -> dict:
+    figures: dict = {}
+    figures["throughput"] = scenarios.throughput(root, p["sizes"], p["clients"], p["seconds"])
+    figures["chain"] = scenarios.chain_hop(root, p["steps"])
+    figures["imports"] = scenarios.import_cost(p["import_runs"])
+    figures["startup"] = scenarios.startup(root, p["startup_runs"])
+    figures["scheduler"] = scenarios.scheduler_lateness(root, p["scheduler_seconds"])
+    figures["crash"] = scenarios.crash_detection(root, p["kills"])
+    figures["memory"] = scenarios.memory(root, p["memory_messages"])
+    return figures
+
+
+def rows(f: dict) -> list[tuple[str, float, str, float | None, str]]:
+    """(figure, value, unit, ratio, baseline the ratio is against)."""
+    out = []
+    tp = f["throughput"]
+    for key, value in tp.items():
+        kind, *rest = key.split("/")
+        clients = rest[-1]
+        echo = tp[f"echo/{clients}"]
+        name = (
+            f"echo, {clients} clients"
+            if kind == "echo"
+            else (f"manager, {rest[0]} keys, {clients} clients")
+        )
+        out.append(
+            (
+                f"{name}: msgs/s",
+                value["msgs_per_s"],
+                "msg/s",
+                value["msgs_per_s"] / echo["msgs_per_s"],
+                "echo",
+            )
+        )
+        out.append(
+            (f"{name}: p50", value["p50_ms"], "ms", value["p50_ms"] / echo["p50_ms"], "echo")
+        )
+        out.append(
+            (f"{name}: p99", value["p99_ms"], "ms", value["p99_ms"] / echo["p99_ms"], "echo")
+        )
+        if kind == "manager" and rest[0] != "0":
+            empty = tp[f"manager/0/{clients}"]["msgs_per_s"]
+            out.append(
+                (
+                    f"{name}: msgs/s vs empty checklist",
+                    value["msgs_per_s"],
+                    "msg/s",
+                    value["msgs_per_s"] / empty,
+                    "0 keys",
+                )
+            )
+    ch = f["chain"]
+    pass_ms = ch["python_pass_ms"]
+    out.append(("chain hop", ch["hop_ms"], "ms", ch["hop_ms"] / ch["raw_hop_ms"], "raw worker"))
+    out.append(
+        ("chain hop", ch["hop_ms"], "ms", ch["hop_ms"] / ch["python_pass_ms"], "python -c pass")
+    )
+    out.append(
+        (
+            "raw pyzmq+yaml worker hop",
+            ch["raw_hop_ms"],
+            "ms",
+            ch["raw_hop_ms"] / ch["python_pass_ms"],
+            "python -c pass",
+        )
+    )
+    out.append(("python -c pass", ch["python_pass_ms"], "ms", None, ""))
+    im = f["imports"]
+    out.append(("import: nowcastkit beyond pyzmq+yaml", im["beyond_ms"], "ms", None, ""))
+    out.append(
+        (
+            "worker --help wall",
+            im["wall_ms"],
+            "ms",
+            im["wall_ms"] / im["base_wall_ms"],
+            "import zmq,yaml",
+        )
+    )
+    st = f["startup"]
+    out.append(
+        (
+            "broker spawn to listening",
+            st["broker_ms"],
+            "ms",
+            st["broker_ms"] / pass_ms,
+            "python -c pass",
+        )
+    )
+    out.append(
+        (
+            "manager spawn to listening",
+            st["manager_ms"],
+            "ms",
+            st["manager_ms"] / pass_ms,
+            "python -c pass",
+        )
+    )
+    sc = f["scheduler"]
+    out.append(("scheduler fire delay median", sc["median_ms"], "ms", None, ""))
+    out.append(("scheduler fire delay max", sc["max_ms"], "ms", None, ""))
+    out.append(
+        (
+            "scheduled worker start delay median",
+            sc["worker_start_median_ms"],
+            "ms",
+            sc["worker_start_median_ms"] / pass_ms,
+            "python -c pass",
+        )
+    )
+    cr = f["crash"]
+    out.append(("crash detection median", cr["median_ms"], "ms", None, ""))
+    out.append(("crash detection max", cr["max_ms"], "ms", None, ""))
+    me = f["memory"]
+    out.append(("manager RSS before", me["before_mib"], "MiB", None, ""))
+    out.append(
+        (
+            f"manager RSS after {me['messages']:,} msgs",
+            me["after_mib"],
+            "MiB",
+            me["after_mib"] / me["before_mib"],
+            "before",
+        )
+    )
+    return out
+
+
+def targets(f: dict) -> list[tuple[str, bool, str]]:
+    tp, ch, sc = f["throughput"], f["chain"], f["scheduler"]
+    tp8 = tp["manager/0/8"]["msgs_per_s"] / tp["echo/8"]["msgs_per_s"]
+    flat = min(
+        tp[f"manager/5000/{n}"]["msgs_per_s"] / tp[f"manager/0/{n}"]["msgs_per_s"]
+        for n in (1, 8)
+        if f"manager/5000/{n}" in tp
+    )
+    hop = ch["hop_ms"] / ch["raw_hop_ms"]
+    rss = f["memory"]["after_mib"] / f["memory"]["before_mib"]
+    return [
+        ("8 clients, empty checklist >= 50% of echo", tp8 >= 0.5, f"{tp8:.0%}"),
+        ("5,000 keys >= 80% of empty", flat >= 0.8, f"{flat:.0%}"),
+        ("chain hop <= 1.5x raw worker", hop <= 1.5, f"{hop:.2f}x"),
+        (
+            "import beyond pyzmq+yaml <= 20 ms",
+            f["imports"]["beyond_ms"] <= 20,
+            f"{f['imports']['beyond_ms']:.1f} ms",
+        ),
+        ("scheduler median <= 50 ms", sc["median_ms"] <= 50, f"{sc['median_ms']:.1f} ms"),
+        ("scheduler max <= 1 s", sc["max_ms"] <= 1000, f"{sc['max_ms']:.1f} ms"),
+        ("crash detection <= 1 s", f["crash"]["max_ms"] <= 1000, f"{f['crash']['max_ms']:.0f} ms"),
+        ("RSS within 10%", rss <= 1.10, f"{rss:.3f}x"),
+    ]
+
+
+def report(figures: dict) -> str:
+    lines = [f"{'figure':<52} {'value':>10} {'unit':<6} {'ratio':>7}  vs"]
+    for name, value, unit, ratio, base in rows(figures):
+        shown = "n/a" if math.isnan(value) else f"{value:,.1f}"
+        lines.append(
+            f"{name:<52} {shown:>10} {unit:<6} {'' if ratio is None else f'{ratio:.2f}':>7}  {base}"
+        )
+    lines.append("")
+    lines.append("targets:")
+    for name, met, value in targets(figures):
+        lines.append(f"  {'met    ' if met else 'NOT MET'}  {name:<44} {value}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="everything small, under a minute")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the run's folder")
+    args = parser.parse_args(argv)
+    # /tmp is on the same disk as the checkout here (not tmpfs), so fsyncs cost what they cost.
+    root = Path(tempfile.mkdtemp(prefix="nowcastkit-bench-"))
+    started = time.monotonic()
+    try:
+        figures = measure(root, QUICK if args.quick else FULL)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    figures["mode"] = "quick" if args.quick else "full"
+    figures["seconds"] = round(time.monotonic() - started, 1)
+    print(report(figures))
+    print(f"({figures['mode']} run, {figures['seconds']} s)")
+    print(json.dumps(figures))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

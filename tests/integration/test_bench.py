@@ -1,0 +1,41 @@
+"""The benchmark runs and reports every figure (how fast is for bench/, not for tests)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, child_env
+
+FIGURES = {
+    "chain": {"hop_ms", "raw_hop_ms", "python_pass_ms"},
+    "imports": {"beyond_ms", "wall_ms", "base_wall_ms"},
+    "startup": {"broker_ms", "manager_ms"},
+    "scheduler": {"median_ms", "max_ms", "worker_start_median_ms"},
+    "crash": {"median_ms", "max_ms"},
+    "memory": {"before_mib", "after_mib"},
+}
+
+
+@pytest.mark.timeout(180)
+def test_quick_bench_emits_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=170,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads(out.read_text())
+    throughput = figures["throughput"]
+    for key in ["echo/1", "echo/8"] + [f"manager/{k}/{n}" for k in (0, 1000, 5000) for n in (1, 8)]:
+        assert set(throughput[key]) >= {"msgs_per_s", "p50_ms", "p99_ms"}, key
+        assert throughput[key]["msgs_per_s"] > 0, key
+    for section, names in FIGURES.items():
+        for name in names:
+            value = figures[section][name]
+            assert isinstance(value, float) and not math.isnan(value), (section, name, value)
+    assert "targets:" in done.stdout
