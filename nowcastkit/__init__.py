@@ -4,13 +4,21 @@
 
 Worker modules build a :class:`NowcastWorker`; a system's ``next_workers``
 module returns :class:`NextWorker` lists from ``after_<worker>`` functions.
+Names are imported on first use, so a worker loads only what it needs.
 """
 
-from nowcastkit.config import Config
-from nowcastkit.errors import ConfigError, MessageError, NowcastkitError, WorkerError
-from nowcastkit.message import Message
-from nowcastkit.worker import NextWorker, NowcastWorker
-from nowcastkit.worker_cli import CommandLineInterface
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nowcastkit.config import Config
+    from nowcastkit.errors import ConfigError, MessageError, NowcastkitError, WorkerError
+    from nowcastkit.message import Message
+    from nowcastkit.next_worker import NextWorker
+    from nowcastkit.worker import NowcastWorker
+    from nowcastkit.worker_cli import CommandLineInterface
 
 __all__ = [
     "CommandLineInterface",
@@ -23,3 +31,27 @@ __all__ = [
     "NowcastkitError",
     "WorkerError",
 ]
+
+_HOMES = {
+    "CommandLineInterface": "nowcastkit.worker_cli",
+    "Config": "nowcastkit.config",
+    "ConfigError": "nowcastkit.errors",
+    "Message": "nowcastkit.message",
+    "MessageError": "nowcastkit.errors",
+    "NextWorker": "nowcastkit.next_worker",
+    "NowcastWorker": "nowcastkit.worker",
+    "NowcastkitError": "nowcastkit.errors",
+    "WorkerError": "nowcastkit.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'nowcastkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -18,7 +18,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
 import yaml
 
 from nowcastkit.errors import ConfigError
@@ -90,10 +89,12 @@ def check(path: Path) -> tuple[dict, list[ConfigError]]:
     return data, checker.problems
 
 
-@attrs.define
 class _Checker:
-    path: Path
-    problems: list[ConfigError] = attrs.field(factory=list)
+    """Collects every problem found in one config file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems: list[ConfigError] = []
 
     def problem(self, key: str, text: str) -> None:
         self.problems.append(ConfigError(self.path, key, text))

@@ -25,7 +25,7 @@ import attrs
 
 from nowcastkit.errors import FlowError
 from nowcastkit.message import Message
-from nowcastkit.worker import NextWorker
+from nowcastkit.next_worker import NextWorker
 
 __all__ = ["Flow", "RaceGroup"]
 

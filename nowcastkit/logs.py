@@ -8,8 +8,6 @@ worker has rolled it over, so it keeps writing to the new file.
 from __future__ import annotations
 
 import logging
-import logging.config
-import logging.handlers
 import sys
 from collections.abc import Iterator, Mapping
 
@@ -26,6 +24,8 @@ def configure(config: Mapping, *, long_running: bool = False) -> None:
     if "version" not in section:
         configure_console()
         return
+    import logging.config  # with logging.handlers: not needed for --help or --debug
+
     try:
         logging.config.dictConfig(dict(section))
     except (ValueError, TypeError, AttributeError, ImportError) as err:
@@ -64,6 +64,8 @@ def file_handlers() -> Iterator[tuple[logging.Logger, logging.Handler]]:
 
 
 def _watch_rotating_files() -> None:
+    import logging.handlers
+
     replaced: dict[int, logging.Handler] = {}
     for logger, handler in list(file_handlers()):
         if not isinstance(handler, logging.handlers.BaseRotatingHandler):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
 import yaml
 
 from nowcastkit.errors import MessageError
@@ -38,24 +37,65 @@ _MAX_DEPTH = 200
 _COLLECTION_MARKS = "[{-:?"
 
 
-def _is_str(_instance, attribute, value) -> None:
-    if not isinstance(value, str):
-        raise MessageError(f"message {attribute.name}: got {value!r}, expected a string")
-
-
-@attrs.frozen
 class Message:
-    """One message: who sent it, its registered type, and any payload."""
+    """One message: who sent it, its registered type, and any payload.
 
-    source: str = attrs.field(validator=_is_str)
-    type: str = attrs.field(validator=_is_str)
-    payload: Any = None
+    Frozen, and equal by source, type and payload; ``id``, ``host``, ``pid`` and
+    ``run`` describe the delivery and do not take part in equality. A plain class
+    rather than attrs, because every worker imports it and attrs would more than
+    double nowcastkit's share of a worker's start-up.
+    """
+
+    __slots__ = ("host", "id", "payload", "pid", "run", "source", "type")
+
+    source: str
+    type: str
+    payload: Any
     #: Unique per message (resends keep it), so the manager handles it once.
-    id: str | None = attrs.field(default=None, eq=False, kw_only=True)
-    host: str | None = attrs.field(default=None, eq=False, kw_only=True)
-    pid: int | None = attrs.field(default=None, eq=False, kw_only=True)
+    id: str | None
+    host: str | None
+    pid: int | None
     #: The run id the manager gave the worker when it launched it.
-    run: str | None = attrs.field(default=None, eq=False, kw_only=True)
+    run: str | None
+
+    def __init__(
+        self,
+        source: str,
+        type: str,
+        payload: Any = None,
+        *,
+        id: str | None = None,
+        host: str | None = None,
+        pid: int | None = None,
+        run: str | None = None,
+    ) -> None:
+        for name, value in (("source", source), ("type", type)):
+            if not isinstance(value, str):
+                raise MessageError(f"message {name}: got {value!r}, expected a string")
+        values = (host, id, payload, pid, run, source, type)
+        for name, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a Message cannot be changed: {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.source, self.type, self.payload) == (other.source, other.type, other.payload)
+
+    def __hash__(self) -> int:
+        return hash((self.source, self.type, self.payload))
+
+    def __repr__(self) -> str:
+        extras = "".join(
+            f", {key}={getattr(self, key)!r}"
+            for key in _EXTRA_KEYS
+            if getattr(self, key) is not None
+        )
+        return (
+            f"Message(source={self.source!r}, type={self.type!r}, payload={self.payload!r}{extras})"
+        )
 
     def serialize(self) -> str:
         """Return the wire text; raise MessageError for a payload YAML cannot carry safely."""

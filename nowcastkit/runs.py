@@ -28,7 +28,8 @@ import attrs
 
 from nowcastkit.config import Config
 from nowcastkit.message import Message
-from nowcastkit.worker import RUN_ID_ENV, NextWorker
+from nowcastkit.next_worker import NextWorker
+from nowcastkit.worker import RUN_ID_ENV
 
 __all__ = [
     "RUN_ID_ENV",

@@ -20,10 +20,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from collections.abc import Callable
+from typing import Any
 
 from nowcastkit import logs
 from nowcastkit.config import Config
@@ -31,10 +29,7 @@ from nowcastkit.errors import ConfigError, MessageError, NowcastkitError, Worker
 from nowcastkit.message import Message, max_message_size
 from nowcastkit.worker_cli import CommandLineInterface
 
-if TYPE_CHECKING:  # a worker never launches: subprocess is imported where NextWorker.launch runs
-    import subprocess
-
-__all__ = ["RUN_ID_ENV", "NextWorker", "NowcastWorker"]
+__all__ = ["RUN_ID_ENV", "NowcastWorker"]
 
 #: Set by the manager in a worker it launches; the worker names its run in each message.
 RUN_ID_ENV = "NOWCASTKIT_RUN_ID"
@@ -46,72 +41,35 @@ _HELLO_TIMEOUT = 2.0
 _OK_REPLIES = frozenset(("ack", "checklist cleared"))
 
 
-def _to_args(args: Sequence[Any]) -> tuple[str, ...]:
-    if isinstance(args, str | bytes) or not isinstance(args, Sequence):
-        raise TypeError(f"NextWorker args: got {args!r}, expected a list of strings")
-    return tuple(str(arg) for arg in args)
-
-
-@attrs.frozen
-class NextWorker:
-    """A worker for the manager to launch: ``python -m MODULE CONFIG_FILE ARGS...`` on HOST."""
-
-    module: str = attrs.field(validator=attrs.validators.instance_of(str))
-    args: tuple[str, ...] = attrs.field(default=(), converter=_to_args)
-    host: str = attrs.field(default="localhost", validator=attrs.validators.instance_of(str))
-
-    @property
-    def name(self) -> str:
-        """The worker's registry name: the last part of its module path."""
-        return self.module.rpartition(".")[2]
-
-    def command(self, config: Config) -> list[str]:
-        """The argv that runs this worker; a remote host goes through ssh."""
-        if self.host == "localhost":
-            python, config_file = config.get("python") or sys.executable, str(config.file)
-            return [python, "-m", self.module, config_file, *self.args]
-        try:
-            remote = config["run"]["enabled hosts"][self.host]
-            python, config_file = remote["python"], remote["config file"]
-        except (KeyError, TypeError):
-            raise ConfigError(
-                config.file,
-                f"run.enabled hosts.{self.host}",
-                "missing python or config file for a remote worker host",
-            ) from None
-        return ["ssh", self.host, python, "-m", self.module, config_file, *self.args]
-
-    def launch(self, config: Config, logger_name: str) -> subprocess.Popen:
-        """Start the worker and return its process; the caller reaps it."""
-        cmd = self.command(config)
-        log = logging.getLogger(logger_name)
-        log.info("launching %s worker on %s", self.module, self.host)
-        log.debug("%s", cmd)
-        import subprocess
-
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
-
-
-@attrs.define
 class NowcastWorker:
-    """One worker process: parse the command line, do the work, report to the manager."""
+    """One worker process: parse the command line, do the work, report to the manager.
 
-    name: str
-    description: str = ""
-    package: str = "workers"
-    cli: CommandLineInterface | None = None
-    config: Config = attrs.field(factory=Config)
-    logger: logging.Logger = attrs.field(init=False)
-    _parsed_args: Any = attrs.field(init=False, default=None)
-    _context: Any = attrs.field(init=False, default=None)
-    _socket: Any = attrs.field(init=False, default=None)
-    _endpoint: str = attrs.field(init=False, default="")
-    _started: float = attrs.field(init=False, factory=time.monotonic)
-    _run_id: str | None = attrs.field(init=False, default=None)
+    A plain class rather than attrs: every worker imports this module, and attrs
+    would more than double nowcastkit's share of a worker's start-up.
+    """
 
-    def __attrs_post_init__(self) -> None:
+    def __init__(
+        self,
+        name: str,
+        description: str = "",
+        package: str = "workers",
+        cli: CommandLineInterface | None = None,
+        config: Config | None = None,
+    ) -> None:
+        self.name, self.description, self.package = name, description, package
+        self.cli = cli
+        self.config = config if config is not None else Config()
         # Workers log under their own name, as the reference design's workers do.
-        self.logger = logging.getLogger(self.name)
+        self.logger = logging.getLogger(name)
+        self._parsed_args: Any = None
+        self._context: Any = None
+        self._socket: Any = None
+        self._endpoint = ""
+        self._started = time.monotonic()
+        self._run_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"NowcastWorker(name={self.name!r}, package={self.package!r})"
 
     def init_cli(self) -> None:
         self.cli = CommandLineInterface(self.name, self.package, self.description)
@@ -295,3 +253,13 @@ class NowcastWorker:
         if self._context is not None:
             self._context.term()
             self._context = None
+
+
+def __getattr__(name: str) -> Any:
+    # NextWorker lives in nowcastkit.next_worker; this keeps the reference design's
+    # import path (``from ....worker import NextWorker``) without loading it in workers.
+    if name == "NextWorker":
+        from nowcastkit.next_worker import NextWorker
+
+        return NextWorker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,7 @@ from nowcastkit.errors import FlowError, MessageError, NowcastkitError
 from nowcastkit.flow import Flow, RaceGroup
 from nowcastkit.manager.events import Events
 from nowcastkit.message import Message
-from nowcastkit.worker import NextWorker
+from nowcastkit.next_worker import NextWorker
 
 __all__ = [
     "BY_HAND",

@@ -39,7 +39,7 @@ from nowcastkit.manager.dispatch import (
     on_exit,
     save_snapshot,
 )
-from nowcastkit.worker import NextWorker
+from nowcastkit.next_worker import NextWorker
 
 __all__ = ["control_endpoint", "main"]
 

@@ -23,8 +23,8 @@ from nowcastkit.config import Config
 from nowcastkit.errors import NowcastkitError
 from nowcastkit.lifecycle import SignalWatch
 from nowcastkit.manager import control_endpoint
+from nowcastkit.next_worker import NextWorker
 from nowcastkit.scheduler.entries import manager_timeout
-from nowcastkit.worker import NextWorker
 
 __all__ = ["ManagerLauncher"]
 

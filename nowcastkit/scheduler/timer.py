@@ -26,10 +26,10 @@ from nowcastkit import lifecycle, logs
 from nowcastkit.config import Config
 from nowcastkit.errors import NowcastkitError
 from nowcastkit.manager import control_endpoint
+from nowcastkit.next_worker import NextWorker
 from nowcastkit.scheduler.entries import WEEKDAYS, Entry, load_entries
 from nowcastkit.scheduler.fires import missed_run, next_fire, previous_fire
 from nowcastkit.scheduler.request import ManagerLauncher
-from nowcastkit.worker import NextWorker
 
 __all__ = ["STATE_FILE", "Launcher", "Timer", "build_jobs", "fire", "main", "reload", "start",
            "step"]  # fmt: skip

@@ -1,0 +1,70 @@
+"""A worker for the manager to launch, as ``after_<worker>`` functions return it.
+
+from nowcastkit import NextWorker
+
+def after_download(msg, config, checklist):
+    return [NextWorker("mysystem.workers.make_forcing", args=["--run-date", "2026-11-23"])]
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from nowcastkit.config import Config
+from nowcastkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    import subprocess
+
+__all__ = ["NextWorker"]
+
+
+def _to_args(args: Sequence[Any]) -> tuple[str, ...]:
+    if isinstance(args, str | bytes) or not isinstance(args, Sequence):
+        raise TypeError(f"NextWorker args: got {args!r}, expected a list of strings")
+    return tuple(str(arg) for arg in args)
+
+
+@attrs.frozen
+class NextWorker:
+    """A worker for the manager to launch: ``python -m MODULE CONFIG_FILE ARGS...`` on HOST."""
+
+    module: str = attrs.field(validator=attrs.validators.instance_of(str))
+    args: tuple[str, ...] = attrs.field(default=(), converter=_to_args)
+    host: str = attrs.field(default="localhost", validator=attrs.validators.instance_of(str))
+
+    @property
+    def name(self) -> str:
+        """The worker's registry name: the last part of its module path."""
+        return self.module.rpartition(".")[2]
+
+    def command(self, config: Config) -> list[str]:
+        """The argv that runs this worker; a remote host goes through ssh."""
+        if self.host == "localhost":
+            python, config_file = config.get("python") or sys.executable, str(config.file)
+            return [python, "-m", self.module, config_file, *self.args]
+        try:
+            remote = config["run"]["enabled hosts"][self.host]
+            python, config_file = remote["python"], remote["config file"]
+        except (KeyError, TypeError):
+            raise ConfigError(
+                config.file,
+                f"run.enabled hosts.{self.host}",
+                "missing python or config file for a remote worker host",
+            ) from None
+        return ["ssh", self.host, python, "-m", self.module, config_file, *self.args]
+
+    def launch(self, config: Config, logger_name: str) -> subprocess.Popen:
+        """Start the worker and return its process; the caller reaps it."""
+        cmd = self.command(config)
+        log = logging.getLogger(logger_name)
+        log.info("launching %s worker on %s", self.module, self.host)
+        log.debug("%s", cmd)
+        import subprocess
+
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
