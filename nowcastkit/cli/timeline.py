@@ -3,17 +3,20 @@
     nowcastkit timeline                       # today, to timeline-<date>.svg
     nowcastkit timeline --date 2026-11-23 -o runs.html
 
-Bars are coloured by outcome (green success, red failure or crash, blue still
-running, grey anything else); an arrow goes from a run to each run it launched.
+Bars are coloured by outcome (green success, red failure, orange crash — killed,
+timed out or exited without reporting — blue still running, grey anything else);
+an arrow goes from a run to each run it launched.
 Hover over a bar for its run id, times and outcome. Written by hand as SVG, so
-it needs no plotting library; .html wraps the same SVG in a page. PNG is not
-offered: it would need a rasterizer (cairo) for one picture a browser draws.
+it needs no plotting library; .html wraps the same SVG in a page, and .png
+hands it to rsvg-convert (Debian's librsvg2-bin) when that is installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
@@ -26,14 +29,22 @@ from nowcastkit.errors import NowcastkitError
 
 __all__ = ["COLOURS", "add_arguments", "colour", "run", "svg"]
 
-COLOURS = {"success": "#2e7d32", "failure": "#c62828", "running": "#1565c0", "other": "#9e9e9e"}
+COLOURS = {
+    "success": "#2e7d32",
+    "failure": "#c62828",
+    "crash": "#ef6c00",
+    "running": "#1565c0",
+    "other": "#9e9e9e",
+}
 _LABEL, _WIDTH, _ROW, _TOP, _BAR = 170, 1000, 30, 40, 16
 _STEPS = (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 7200, 10800, 21600)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--date", help="the day to draw, YYYY-MM-DD (default: today)")
-    parser.add_argument("-o", "--output", type=Path, help="FILE.svg or FILE.html")
+    parser.add_argument(
+        "-o", "--output", type=Path, help="FILE.svg, FILE.html, or FILE.png (needs rsvg-convert)"
+    )
     parser.add_argument("--json", action="store_true", help="say what was written, as JSON")
 
 
@@ -41,10 +52,15 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     day = _day(args.date)
     output = args.output or Path(f"timeline-{day}.svg")
-    if output.suffix not in (".svg", ".html"):
+    if output.suffix not in (".svg", ".html", ".png"):
         raise NowcastkitError(
-            f"-o {output}: got {output.suffix or 'no suffix'!r}, expected .svg or .html "
-            "(PNG would need a rasterizer; open the SVG in a browser instead)"
+            f"-o {output}: got {output.suffix or 'no suffix'!r}, expected .svg, .html or .png"
+        )
+    converter = shutil.which("rsvg-convert") if output.suffix == ".png" else None
+    if output.suffix == ".png" and converter is None:
+        raise NowcastkitError(
+            f"-o {output}: a PNG needs rsvg-convert on PATH (Debian package librsvg2-bin); "
+            "or write .svg or .html"
         )
     start = dt.datetime.combine(day, dt.time()).timestamp()
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time()).timestamp()
@@ -57,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
     picture = svg(sorted(runs, key=lambda r: r.launched), f"nowcast runs on {day}", time.time())
     if output.suffix == ".html":
         picture = _html(picture, f"nowcast runs on {day}")
-    output.write_text(picture)
+    if converter:
+        subprocess.run([converter, "-o", str(output)], input=picture.encode(), check=True)
+    else:
+        output.write_text(picture)
     if args.json:
         print(dump_json({"file": str(output), "date": str(day), "runs": len(runs)}))
     else:
@@ -80,8 +99,10 @@ def colour(result: str) -> str:
         return COLOURS[result]
     if result.startswith("success"):
         return COLOURS["success"]
-    if result.startswith(("failure", "exited ")) or result in ("crash", "launch failed"):
+    if result.startswith("failure"):
         return COLOURS["failure"]
+    if result.startswith(("crash", "exited ")) or result == "launch failed":
+        return COLOURS["crash"]
     return COLOURS["other"]
 
 

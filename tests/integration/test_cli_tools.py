@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -131,8 +132,14 @@ def test_timeline_draws_a_bar_per_run_and_an_arrow_per_launch(running_system):
     assert json.loads(as_json.stdout)["runs"] == 2
     assert page.read_text().startswith("<!DOCTYPE html>") and "<svg" in page.read_text()
 
-    png = nowcastkit(running_system, "timeline", "-o", "day.png")
-    assert png.returncode == 2 and "expected .svg or .html" in png.stderr
+    png = nowcastkit(running_system, "timeline", "-o", str(running_system.folder / "day.png"))
+    if shutil.which("rsvg-convert"):
+        assert png.returncode == 0, png.stderr
+        assert (running_system.folder / "day.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert png.returncode == 2 and "a PNG needs rsvg-convert" in png.stderr
+    bad = nowcastkit(running_system, "timeline", "-o", "day.gif")
+    assert bad.returncode == 2 and "expected .svg, .html or .png" in bad.stderr
     empty = nowcastkit(running_system, "timeline", "--date", "2000-01-01", "-o", str(out))
     assert empty.returncode == 0 and "0 runs" in empty.stdout
     assert ET.parse(out).getroot().tag == f"{SVG}svg"
