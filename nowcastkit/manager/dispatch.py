@@ -25,6 +25,7 @@ from nowcastkit.errors import FlowError, MessageError, NowcastkitError
 from nowcastkit.flow import Flow, RaceGroup
 from nowcastkit.manager.changes import Changes, atomic
 from nowcastkit.manager.events import Events
+from nowcastkit.manager.snapshot import checklist_changed, save_snapshot
 from nowcastkit.message import Message
 from nowcastkit.worker import NextWorker
 
@@ -34,12 +35,9 @@ __all__ = [
     "MANAGER_REPLIES",
     "Launch",
     "Manager",
-    "checklist_changed",
-    "flush_snapshot",
     "handle",
     "launch",
     "on_exit",
-    "save_snapshot",
 ]
 
 # Named as operators know it from their log filters, not after the module path.
@@ -341,40 +339,6 @@ def _group_events(before: list[RaceGroup], after: list[RaceGroup]) -> list[tuple
 def _group_record(group: RaceGroup) -> tuple[set[str], list[dict]]:
     held = [{"module": w.module, "args": list(w.args), "host": w.host} for w in group.held]
     return group.waiting, held
-
-
-def checklist_changed(manager: Manager) -> None:
-    """Write the checklist file now, or at most ``checklist write delay`` after the last write.
-
-    The store is the truth and is committed per message; the file is the
-    human-readable copy. Rewriting all of it per message made each message cost
-    in proportion to the checklist, so a burst of messages is coalesced into
-    one write, which the loop makes when ``snapshot_due`` comes.
-    """
-    if manager.snapshot_due is not None:
-        return
-    due = manager.last_snapshot + manager.checklist_write_delay
-    if time.monotonic() >= due:
-        save_snapshot(manager)
-    else:
-        manager.snapshot_due = due
-
-
-def flush_snapshot(manager: Manager, now: float) -> None:
-    """Write a pending checklist file whose time has come."""
-    if manager.snapshot_due is not None and now >= manager.snapshot_due:
-        save_snapshot(manager)
-
-
-def save_snapshot(manager: Manager, checklist: dict | None = None) -> None:
-    """Write the human-readable checklist file; the store already holds the truth."""
-    manager.snapshot_due, manager.last_snapshot = None, time.monotonic()
-    try:
-        checklist_file.write(
-            manager.checklist_path, manager.checklist if checklist is None else checklist
-        )
-    except OSError as err:
-        log.error("checklist file write failed (the store still has it): %s", err)
 
 
 def launch(manager: Manager, launches: list[Launch]) -> None:

@@ -30,14 +30,8 @@ from nowcastkit.errors import ConfigError
 from nowcastkit.flow import Flow
 from nowcastkit.manager import batch, recovery
 from nowcastkit.manager import control as control_commands
-from nowcastkit.manager.dispatch import (
-    Launch,
-    Manager,
-    flush_snapshot,
-    launch,
-    on_exit,
-    save_snapshot,
-)
+from nowcastkit.manager.dispatch import Launch, Manager, launch, on_exit
+from nowcastkit.manager.snapshot import flush_snapshot, save_snapshot
 from nowcastkit.worker import NextWorker
 
 __all__ = ["control_endpoint", "main"]
