@@ -3,7 +3,7 @@
     python -m nowcastkit.message_broker nowcast.yaml
 
 Workers' REQ sockets connect to a ROUTER on ``zmq.ports.workers``; the
-manager's REP socket connects to a DEALER on ``zmq.ports.manager``; frames are
+manager's DEALER socket connects to a DEALER on ``zmq.ports.manager``; frames are
 relayed both ways, each request held until its reply has passed back (see
 :class:`Relay`), so a manager killed while holding a message gets it again
 when it comes back. Both sockets bind to ``zmq.host`` (loopback for
@@ -60,8 +60,8 @@ def _bind(sock: zmq.Socket, config: Config, role: str) -> int:
 class Relay:
     """Requests on their way to the manager, and those it has not answered yet.
 
-    Each request is tagged on its way out (the manager's REP socket sees
-    ``[tag, body]``); the tag stays in ``outstanding`` until the reply comes
+    Each request is tagged on its way out (the manager sees ``[tag, body]``
+    after the REQ envelope); the tag stays in ``outstanding`` until the reply comes
     back. When the manager's connection drops, every outstanding request goes
     back into the backlog for the manager that connects next, which answers a
     request it already handled from its store instead of handling it again.

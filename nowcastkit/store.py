@@ -88,6 +88,8 @@ class Run:
 class Store:
     path: Path
     conn: sqlite3.Connection
+    #: Savepoints open inside the current transaction.
+    depth: int = 0
 
 
 def open_store(path: Path) -> Store:
@@ -108,14 +110,37 @@ def open_store(path: Path) -> Store:
 
 @contextlib.contextmanager
 def transaction(store: Store) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any error; transactions do not nest."""
-    store.conn.execute("BEGIN IMMEDIATE")
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error.
+
+    Inside an open transaction it is a SAVEPOINT instead: an error rolls back only
+    what was done within it, and nothing is on disk until the outermost one commits.
+    """
+    conn = store.conn
+    if conn.in_transaction:
+        store.depth += 1
+        name = f"nested_{store.depth}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:  # SQLite may have rolled it all back itself (disk full)
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+            raise
+        finally:
+            store.depth -= 1
+        conn.execute(f"RELEASE {name}")
+        return
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        yield store.conn
+        yield conn
+        # Inside the try: a COMMIT that fails (a deferred constraint, disk full) can
+        # leave the transaction open, and the next BEGIN would fail on it.
+        conn.execute("COMMIT")
     except BaseException:
-        store.conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    store.conn.execute("COMMIT")
 
 
 def get_meta(store: Store, name: str) -> str | None:

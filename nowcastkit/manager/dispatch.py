@@ -1,9 +1,11 @@
 """What the manager does with one message: check it, record it, call ``after_<worker>``.
 
 Every change a message makes — checklist keys, the runs to launch, race-condition
-groups, the reply itself — is committed to the store in one transaction before
-the reply goes out. A message seen before (same id, or the same broker tag when
-the broker hands it over again) gets its first reply and changes nothing.
+groups, the reply itself — is written to the store in one transaction (a
+savepoint when the loop handles a batch of requests in one) and committed before
+the reply goes out; if it is rolled back, its changes to memory are undone with
+it (:mod:`.changes`). A message seen before (same id, or the same broker tag
+when the broker hands it over again) gets its first reply and changes nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.errors import FlowError, MessageError, NowcastkitError
 from nowcastkit.flow import Flow, RaceGroup
+from nowcastkit.manager.changes import Changes, atomic
 from nowcastkit.manager.events import Events
+from nowcastkit.manager.snapshot import checklist_changed, save_snapshot
 from nowcastkit.message import Message
 from nowcastkit.next_worker import NextWorker
 
@@ -31,12 +35,9 @@ __all__ = [
     "MANAGER_REPLIES",
     "Launch",
     "Manager",
-    "checklist_changed",
-    "flush_snapshot",
     "handle",
     "launch",
     "on_exit",
-    "save_snapshot",
 ]
 
 # Named as operators know it from their log filters, not after the module path.
@@ -87,6 +88,8 @@ class Manager:
     last_snapshot: float = -float("inf")
     #: The race-condition groups as last stored, so an unchanged list is not rewritten.
     saved_groups: list | None = None
+    #: Undo and after-commit steps of the transaction now open.
+    changes: Changes = attrs.field(factory=Changes)
 
     @property
     def checklist_path(self) -> Path:
@@ -103,10 +106,17 @@ class Manager:
 
 
 def handle(manager: Manager, frames: list[bytes]) -> tuple[list[bytes], list[Launch]]:
-    """Answer one request (``[tag, body]`` from the broker): reply frames and runs to start."""
+    """Answer one request (``[tag, body]`` from the broker): reply frames and runs to start.
+
+    Committed on return, unless a transaction is open (a batch): then its changes
+    are a savepoint in it, undone, in the store and in memory, if this raises.
+    """
     tag, body = (frames[0], frames[1:]) if len(frames) > 1 else (b"", frames)
-    reply, launches, source = _answer(manager, tag, body)
-    manager.events.publish("reply", source, type=reply.type, payload=reply.payload)
+    with atomic(manager.store, manager.changes):
+        reply, launches, source = _answer(manager, tag, body)
+        manager.changes.after_commit(
+            lambda: manager.events.publish("reply", source, type=reply.type, payload=reply.payload)
+        )
     text = _text(reply).encode()
     return ([tag, text] if tag else [text]), launches
 
@@ -184,11 +194,12 @@ def _hello(manager: Manager, msg: Message) -> Message:
         return _reply("ack")
     run_id = run_control.new_run_id()
     host = msg.host or "unknown"
-    with st.transaction(manager.store):
+    with atomic(manager.store, manager.changes):
         st.add_run(manager.store, st.Run(run_id, msg.source, BY_HAND, host=host, pid=msg.pid))
-    if host == manager.host:
-        worker = NextWorker(msg.source)
-        run_control.adopt(manager.runs, run_id, worker, msg.pid, Path(""), by_hand=True)
+        if host == manager.host:
+            worker = NextWorker(msg.source)
+            run_control.adopt(manager.runs, run_id, worker, msg.pid, Path(""), by_hand=True)
+            manager.changes.undo(lambda: manager.runs.active.pop(run_id, None))
     log.info(
         "%s worker started by hand on %s (pid %d) is run %s", msg.source, host, msg.pid, run_id
     )
@@ -197,17 +208,23 @@ def _hello(manager: Manager, msg: Message) -> Message:
 
 def _clear_checklist(manager: Manager, msg: Message, key: str | None) -> Message:
     logging.getLogger("checklist").info("checklist:\n%s", checklist_file.dump(manager.checklist))
-    if manager.snapshot_due is not None:
-        save_snapshot(manager)  # the file shows what was cleared, not an older state
-    manager.checklist.clear()
     reply = _reply("checklist cleared")
-    with st.transaction(manager.store):
+    with atomic(manager.store, manager.changes):
+        cleared = dict(manager.checklist)
+        manager.checklist.clear()
+        manager.changes.undo(lambda: manager.checklist.update(cleared))
         st.put_checklist(manager.store, {})
         if key:
             st.record_message(manager.store, key, msg.source, msg.type, _text(reply))
+        manager.changes.after_commit(lambda: _cleared(manager, cleared))
+    return reply
+
+
+def _cleared(manager: Manager, cleared: dict) -> None:
+    if manager.snapshot_due is not None:
+        save_snapshot(manager, cleared)  # the file shows what was cleared, not an older state
     save_snapshot(manager)
     log.info("checklist cleared")
-    return reply
 
 
 def process(manager: Manager, msg: Message, key: str | None) -> tuple[Message, list[Launch]]:
@@ -215,9 +232,10 @@ def process(manager: Manager, msg: Message, key: str | None) -> tuple[Message, l
     registered = manager.config["message registry"]["workers"].get(msg.source) or {}
     # A payload of None leaves the checklist as it was, as in the reference design.
     checklist_key = registered.get("checklist key") if msg.payload is not None else None
-    run_id = _reporting_run(manager, msg)
     groups_before = list(manager.flow.groups)
-    with st.transaction(manager.store):
+    with atomic(manager.store, manager.changes):
+        run_id = _reporting_run(manager, msg)
+        _keep_for_undo(manager, checklist_key)
         if checklist_key:
             checklist_file.merge(manager.checklist, checklist_key, msg.payload)
             st.put_checklist(manager.store, manager.checklist, [checklist_key])
@@ -237,14 +255,45 @@ def process(manager: Manager, msg: Message, key: str | None) -> tuple[Message, l
             st.save_groups(manager.store, groups)
         if key:
             st.record_message(manager.store, key, msg.source, msg.type, _text(reply))
-    manager.saved_groups = groups
-    _publish_groups(manager, msg.source, groups_before)
+        manager.saved_groups = groups
+        events = _group_events(groups_before, manager.flow.groups)
+        manager.changes.after_commit(lambda: _announce(manager, msg, checklist_key, events))
+    return reply, launches
+
+
+def _keep_for_undo(manager: Manager, checklist_key: str | None) -> None:
+    """Register how to put back the checklist key and the race groups that *process* changes."""
+    checklist, flow, saved_groups = manager.checklist, manager.flow, manager.saved_groups
+    listed = list(flow.groups)
+    members = [(group, set(group.waiting), list(group.held)) for group in listed]
+    if checklist_key:
+        had, value = checklist_key in checklist, checklist.get(checklist_key)
+        value = dict(value) if isinstance(value, dict) else value  # merge updates it in place
+
+    def undo() -> None:
+        for group, waiting, held in members:
+            group.waiting, group.held = waiting, held
+        flow.groups = listed
+        manager.saved_groups = saved_groups
+        if checklist_key and had:
+            checklist[checklist_key] = value
+        elif checklist_key:
+            checklist.pop(checklist_key, None)
+
+    manager.changes.undo(undo)
+
+
+def _announce(
+    manager: Manager, msg: Message, checklist_key: str | None, events: list[tuple[str, dict]]
+) -> None:
+    """Events and log lines for a committed outcome; the checklist file follows."""
+    for event, fields in events:
+        manager.events.publish(event, msg.source, **fields)
     if checklist_key:
         log.info("checklist updated with [%s] items from %s worker", checklist_key, msg.source)
         checklist_changed(manager)
     elif msg.payload is not None:
         log.warning("no checklist key registered for %s worker; payload not kept", msg.source)
-    return reply, launches
 
 
 def _reporting_run(manager: Manager, msg: Message) -> str | None:
@@ -252,13 +301,19 @@ def _reporting_run(manager: Manager, msg: Message) -> str | None:
     if msg.run:
         running = manager.runs.active.get(msg.run)
         if running is not None:
-            running.reported = True
+            _mark_reported(manager, running)
         return msg.run
     for running in manager.runs.active.values():
         if running.worker.name == msg.source and not running.reported:
-            running.reported = True
+            _mark_reported(manager, running)
             return running.run_id
     return None
+
+
+def _mark_reported(manager: Manager, running: run_control.Running) -> None:
+    was = running.reported
+    running.reported = True
+    manager.changes.undo(lambda: setattr(running, "reported", was))
 
 
 def _run_record(item: Launch) -> st.Run:
@@ -268,52 +323,22 @@ def _run_record(item: Launch) -> st.Run:
     )
 
 
-def _publish_groups(manager: Manager, source: str, before: list[RaceGroup]) -> None:
-    after = manager.flow.groups
-    for group in after:
-        if not any(group is old for old in before):
-            manager.events.publish("group opened", source, waiting=sorted(group.waiting))
+def _group_events(before: list[RaceGroup], after: list[RaceGroup]) -> list[tuple[str, dict]]:
+    """The groups a message opened and released, as events to publish once it is committed."""
+    events = [
+        ("group opened", {"waiting": sorted(group.waiting)})
+        for group in after
+        if not any(group is old for old in before)
+    ]
     for group in before:
         if not any(group is new for new in after):
-            held = [worker.module for worker in group.held]
-            manager.events.publish("group released", source, launching=held)
+            events.append(("group released", {"launching": [w.module for w in group.held]}))
+    return events
 
 
 def _group_record(group: RaceGroup) -> tuple[set[str], list[dict]]:
     held = [{"module": w.module, "args": list(w.args), "host": w.host} for w in group.held]
     return group.waiting, held
-
-
-def checklist_changed(manager: Manager) -> None:
-    """Write the checklist file now, or at most ``checklist write delay`` after the last write.
-
-    The store is the truth and is committed per message; the file is the
-    human-readable copy. Rewriting all of it per message made each message cost
-    in proportion to the checklist, so a burst of messages is coalesced into
-    one write, which the loop makes when ``snapshot_due`` comes.
-    """
-    if manager.snapshot_due is not None:
-        return
-    due = manager.last_snapshot + manager.checklist_write_delay
-    if time.monotonic() >= due:
-        save_snapshot(manager)
-    else:
-        manager.snapshot_due = due
-
-
-def flush_snapshot(manager: Manager, now: float) -> None:
-    """Write a pending checklist file whose time has come."""
-    if manager.snapshot_due is not None and now >= manager.snapshot_due:
-        save_snapshot(manager)
-
-
-def save_snapshot(manager: Manager) -> None:
-    """Write the human-readable checklist file; the store already holds the truth."""
-    manager.snapshot_due, manager.last_snapshot = None, time.monotonic()
-    try:
-        checklist_file.write(manager.checklist_path, manager.checklist)
-    except OSError as err:
-        log.error("checklist file write failed (the store still has it): %s", err)
 
 
 def launch(manager: Manager, launches: list[Launch]) -> None:

@@ -1,12 +1,12 @@
 """The manager process: sockets, signals, and the loop that ties them together.
 
-One REP socket connects to the broker for workers' messages; a second REP
-socket, the control socket, is bound on loopback (``zmq.ports.control``,
-default the manager port + 2) for launch requests from the scheduler and the
-operator's tools; a PUB socket (``zmq.ports.monitor``, default the manager
-port + 3) publishes what the manager sees and does (:mod:`.events`). Between
-messages the loop reaps exited workers, enforces deadlines and acts on
-signals: SIGHUP reloads, SIGTERM/SIGINT stop.
+A DEALER socket connects to the broker for workers' messages, answered in
+batches under one commit (:mod:`.batch`); a REP socket, the control socket, is
+bound on loopback (``zmq.ports.control``, default the manager port + 2) for
+launch requests from the scheduler and the operator's tools; a PUB socket
+(``zmq.ports.monitor``, default the manager port + 3) publishes what the manager
+sees and does (:mod:`.events`). Between batches the loop reaps exited workers,
+enforces deadlines and acts on signals: SIGHUP reloads, SIGTERM/SIGINT stop.
 """
 
 from __future__ import annotations
@@ -28,17 +28,10 @@ from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.errors import ConfigError
 from nowcastkit.flow import Flow
+from nowcastkit.manager import batch, recovery
 from nowcastkit.manager import control as control_commands
-from nowcastkit.manager import recovery
-from nowcastkit.manager.dispatch import (
-    Launch,
-    Manager,
-    flush_snapshot,
-    handle,
-    launch,
-    on_exit,
-    save_snapshot,
-)
+from nowcastkit.manager.dispatch import Launch, Manager, launch, on_exit
+from nowcastkit.manager.snapshot import flush_snapshot, save_snapshot
 from nowcastkit.next_worker import NextWorker
 
 __all__ = ["control_endpoint", "main"]
@@ -59,7 +52,8 @@ def control_endpoint(config: Config) -> str:
 def _serve(config: Config, args: argparse.Namespace, watch: lifecycle.SignalWatch) -> None:
     manager, launches = recovery.start(config, args.ignore_checklist)
     context = zmq.Context()
-    sock = context.socket(zmq.REP)
+    # A DEALER, not a REP, so that every request waiting can be taken before any reply.
+    sock = context.socket(zmq.DEALER)
     control = context.socket(zmq.REP)
     try:
         host, port = config["zmq"]["host"], config["zmq"]["ports"]["manager"]
@@ -100,7 +94,7 @@ def _loop(manager: Manager, poller, sock, control, watch) -> None:
     while True:
         ready = dict(poller.poll(_timeout_ms(manager, next_prune)))
         if sock in ready:
-            _serve_one(manager, sock)
+            _serve_workers(manager, sock)
         if control in ready:
             _serve_control(manager, control)
         if manager.events.socket in ready:
@@ -135,20 +129,8 @@ def _tend_runs(manager: Manager) -> None:
         _guarded(manager, lambda r=running, s=status: launch(manager, on_exit(manager, r, s)))
 
 
-def _serve_one(manager: Manager, sock: zmq.Socket) -> None:
-    frames = sock.recv_multipart()
-    launches: list[Launch] = []
-
-    def answer():
-        nonlocal launches
-        reply, launches = handle(manager, frames)
-        return reply
-
-    reply = _guarded(manager, answer)
-    if reply is None:
-        text = b"source: manager\ntype: manager error\npayload: null\n"
-        reply = [frames[0], text] if len(frames) > 1 else [text]
-    sock.send_multipart(reply)
+def _serve_workers(manager: Manager, sock: zmq.Socket) -> None:
+    launches: list[Launch] = _guarded(manager, lambda: batch.serve(manager, sock)) or []
     _guarded(manager, lambda: launch(manager, launches))
 
 

@@ -18,7 +18,8 @@ from nowcastkit import runs as run_control
 from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.flow import Flow, RaceGroup
-from nowcastkit.manager.dispatch import BY_HAND, Launch, Manager, save_snapshot
+from nowcastkit.manager.dispatch import BY_HAND, Launch, Manager
+from nowcastkit.manager.snapshot import save_snapshot
 from nowcastkit.next_worker import NextWorker
 
 __all__ = ["DEFAULT_KEEP_DAYS", "RECOVERY_GRACE", "prune", "start", "state_paths"]

@@ -74,3 +74,37 @@ def test_reply_is_one_plain_yaml_mapping(running_system):
         "type": "ack",
         "payload": "null",
     }
+
+
+def test_requests_sent_together_each_get_their_own_reply(running_system):
+    """The manager answers a burst under one commit; every client still gets its own reply."""
+    context = zmq.Context()
+    socks = []
+    try:
+        for _ in range(24):
+            sock = context.socket(zmq.REQ)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(running_system.workers_endpoint)
+            socks.append(sock)
+        for i, sock in enumerate(socks):
+            if i % 3 == 2:  # a two-frame request among them: its own error reply
+                sock.send_multipart([b"source: sleep\ntype: success\n", b"extra"])
+            else:
+                sock.send_string(yaml.dump({"source": "sleep", "type": f"nap {i}", "payload": 0}))
+        for i, sock in enumerate(socks):
+            assert sock.poll(5000), f"no reply for client {i}"
+            (frame,) = sock.recv_multipart()
+            reply = yaml.safe_load(frame)
+            if i % 3 == 2:
+                assert reply["type"] == "malformed message"
+            else:
+                assert reply == {
+                    "source": "manager",
+                    "type": "unregistered message type",
+                    "payload": f"nap {i}",
+                }
+    finally:
+        for sock in socks:
+            sock.close()
+        context.term()
+    assert running_system.send("sleep", "success", {"sleep time": 2})["type"] == "ack"
