@@ -14,6 +14,7 @@ ends with the issue's targets, met or not. Prints the table, then one JSON line.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import math
 import shutil
@@ -26,6 +27,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import scenarios
+from bench.system import REPO
 
 QUICK = {
     "seconds": 1.0,
@@ -223,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the run's folder")
     args = parser.parse_args(argv)
+    # Byte-compile first, as an installed package is: with PYTHONDONTWRITEBYTECODE set
+    # (as on this machine) every worker would otherwise compile nowcastkit from source.
+    compileall.compile_dir(REPO / "nowcastkit", quiet=1)
+    compileall.compile_dir(REPO / "workers", quiet=1)
     # /tmp is on the same disk as the checkout here (not tmpfs), so fsyncs cost what they cost.
     root = Path(tempfile.mkdtemp(prefix="nowcastkit-bench-"))
     started = time.monotonic()
