@@ -1,9 +1,11 @@
 """A worker for the manager to launch, as ``after_<worker>`` functions return it.
 
-from nowcastkit import NextWorker
+    from nowcastkit import NextWorker
 
-def after_download(msg, config, checklist):
-    return [NextWorker("mysystem.workers.make_forcing", args=["--run-date", "2026-11-23"])]
+    def after_download(msg, config, checklist):
+        return [NextWorker("mysystem.workers.make_forcing", args=["--run-date", "2026-11-23"])]
+
+Workers do not import this module (nor attrs), so it stays out of their start-up.
 """
 
 from __future__ import annotations
