@@ -27,7 +27,11 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.system import REPO
+from bench.system import config_for as bench_config
 
 NEXT_WORKERS = """\
 from pathlib import Path
@@ -60,40 +64,10 @@ worker.run(work, lambda a: "success", lambda a: "failure")
 
 
 def config_for(folder: Path) -> dict:
-    return {
-        "checklist file": str(folder / "nowcast_checklist.yaml"),
-        "python": sys.executable,
-        "logging": {
-            "version": 1,
-            "disable_existing_loggers": False,
-            "formatters": {"f": {"format": "%(asctime)s %(levelname)s [%(name)s] %(message)s"}},
-            "handlers": {
-                "h": {
-                    "class": "logging.StreamHandler",
-                    "formatter": "f",
-                    "stream": "ext://sys.stdout",
-                }
-            },
-            "root": {"level": "INFO", "handlers": ["h"]},
-        },
-        "zmq": {
-            "host": "127.0.0.1",
-            "ports": {"manager": 0, "workers": 0, "control": 0},
-            "reply timeout": 1,
-            "resend for": 60,
-        },
-        "message registry": {
-            "next workers module": "next_workers",
-            "workers": {
-                "step": {
-                    "checklist key": "step",
-                    "success": "ok",
-                    "failure": "bad",
-                    "crash": "crashed",
-                }
-            },
-        },
-    }
+    """The bench's config with a short reply timeout, so resends after a broker kill come soon."""
+    config = bench_config(folder)
+    config["zmq"]["reply timeout"] = 1
+    return config
 
 
 class System:
