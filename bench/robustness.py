@@ -114,9 +114,12 @@ class System:
             self.write()
 
     def start_manager(self) -> None:
-        match = self.start("manager", r"control socket bound to port (\d+)")
+        match = self.start(
+            "manager",
+            r"control socket bound to port (\d+)[\s\S]*monitor socket bound to port (\d+)",
+        )
         if not self.config["zmq"]["ports"]["control"]:
-            self.config["zmq"]["ports"]["control"] = int(match[1])
+            self.config["zmq"]["ports"].update(control=int(match[1]), monitor=int(match[2]))
             self.write()
 
     def kill(self, name: str) -> None:

@@ -113,7 +113,7 @@ def config_for(folder: Path, level: str = "INFO") -> dict[str, Any]:
         },
         "zmq": {
             "host": "127.0.0.1",
-            "ports": {"manager": 0, "workers": 0, "control": 0},
+            "ports": {"manager": 0, "workers": 0, "control": 0, "monitor": 0},
             "reply timeout": 10,
             "resend for": 60,
         },
@@ -210,8 +210,12 @@ class NowcastSystem:
         )
         self.config["zmq"]["ports"].update(workers=int(match[1]), manager=int(match[2]))
         self.write()
-        match = self._start("manager", r"control socket bound to port (\d+)")
-        self.config["zmq"]["ports"]["control"] = int(match[1])
+        # Ready once every socket is bound: a bind that fails after the first one stops it.
+        match = self._start(
+            "manager",
+            r"control socket bound to port (\d+)[\s\S]*monitor socket bound to port (\d+)",
+        )
+        self.config["zmq"]["ports"].update(control=int(match[1]), monitor=int(match[2]))
         self.write()
         return self
 
