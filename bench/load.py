@@ -6,6 +6,7 @@ with its own id, so the manager handles (and commits) every one of them.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 import uuid
@@ -13,26 +14,35 @@ import uuid
 import yaml
 import zmq
 
-_TEMPLATE = yaml.dump(
-    {
-        "source": "load",
-        "type": "success",
-        "id": "ID",
-        "pid": 1,
-        "host": "bench",
-        "payload": {"files": ["a.nc", "b.nc"], "n": 0},
-    },
-    Dumper=yaml.CSafeDumper,
-    default_flow_style=False,
-)
+_BODY = {
+    "source": "load",
+    "type": "success",
+    "id": "ID",
+    "pid": 1,
+    "host": "bench",
+    "payload": {"files": ["a.nc", "b.nc"], "n": 0},
+}
+#: What a nowcastkit worker sends (JSON, which YAML readers read too), and the block
+#: YAML a reference-design worker sends; ``ID`` is replaced by each message's id.
+TEMPLATES = {
+    "worker": (json.dumps(_BODY), '"ID"'),
+    "yaml": (yaml.dump(_BODY, Dumper=yaml.CSafeDumper, default_flow_style=False), "ID"),
+}
 
 
-def message(serial: str) -> bytes:
-    return _TEMPLATE.replace("id: ID", f"id: {serial}").encode()
+def message(serial: str, style: str = "worker") -> bytes:
+    template, marker = TEMPLATES[style]
+    return template.replace(marker, f'"{serial}"' if marker[0] == '"' else serial).encode()
 
 
-def drive(port: int, clients: int, seconds: float = 0.0, count: int = 0) -> dict[str, float]:
-    """Send for *seconds* (or until *count* replies); return messages/s and latency (ms)."""
+def drive(
+    port: int, clients: int, seconds: float = 0.0, count: int = 0, style: str = "worker"
+) -> dict[str, float]:
+    """Send for *seconds* (or until *count* replies); return messages/s and latency (ms).
+
+    *style* is the messages' text: ``worker`` as a nowcastkit worker writes it,
+    ``yaml`` as a reference-design worker does (block YAML).
+    """
     context = zmq.Context.instance()
     prefix = uuid.uuid4().hex[:8]
     socks, sent_at = [], {}
@@ -47,7 +57,7 @@ def drive(port: int, clients: int, seconds: float = 0.0, count: int = 0) -> dict
     start = time.perf_counter()
     end = start + seconds if seconds else float("inf")
     for sock in socks:
-        sock.send(message(f"{prefix}-{serial}"))
+        sock.send(message(f"{prefix}-{serial}", style))
         sent_at[sock], serial = time.perf_counter(), serial + 1
     done = 0
     while sent_at:
@@ -60,7 +70,7 @@ def drive(port: int, clients: int, seconds: float = 0.0, count: int = 0) -> dict
             latencies.append(now - sent_at.pop(sock))
             done += 1
             if now < end and (not count or serial < count):
-                sock.send(message(f"{prefix}-{serial}"))
+                sock.send(message(f"{prefix}-{serial}", style))
                 sent_at[sock], serial = time.perf_counter(), serial + 1
     elapsed = time.perf_counter() - start
     for sock in socks:

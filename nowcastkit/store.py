@@ -8,7 +8,8 @@
 Holds the message ids already handled (with the reply sent, so a resent
 message gets the same answer), every worker run (launch, pid, exit, outcome),
 the race-condition groups still waiting, and the checklist itself, one row per
-key. Every change is committed before the manager replies; WAL mode keeps
+key (its value as JSON, or YAML where JSON would not read back the same; see
+:mod:`nowcastkit.codec`). Every change is committed before the manager replies; WAL mode keeps
 readers (the operator tools) from blocking the manager.
 """
 
@@ -23,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
+
+from nowcastkit import codec
 
 __all__ = [
     "Run",
@@ -246,13 +248,13 @@ def put_checklist(store: Store, checklist: dict, keys: list[str] | None = None) 
         keys = list(checklist)
     store.conn.executemany(
         "INSERT OR REPLACE INTO checklist (key, value) VALUES (?, ?)",
-        [(key, yaml.dump(checklist[key], Dumper=yaml.CSafeDumper)) for key in keys],
+        [(key, codec.encode(checklist[key])) for key in keys],
     )
 
 
 def load_checklist(store: Store) -> dict:
     rows = store.conn.execute("SELECT key, value FROM checklist ORDER BY key")
-    return {key: yaml.load(value, Loader=yaml.CSafeLoader) for key, value in rows}
+    return {key: codec.decode(value) for key, value in rows}
 
 
 def prune(store: Store, older_than: float) -> tuple[int, int]:

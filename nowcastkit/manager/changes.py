@@ -48,9 +48,16 @@ class Changes:
 
 
 @contextlib.contextmanager
-def atomic(store: st.Store, changes: Changes) -> Iterator[None]:
-    """A transaction (a savepoint when one is open) with memory undone alongside it."""
+def atomic(store: st.Store, changes: Changes, *, join: bool = False) -> Iterator[None]:
+    """A transaction (a savepoint when one is open) with memory undone alongside it.
+
+    With *join*, an open transaction is simply joined, without a savepoint of its
+    own, for a caller whose errors always undo the enclosing ``atomic`` too.
+    """
     outermost = not store.conn.in_transaction
+    if join and not outermost:
+        yield
+        return
     undo_mark, commit_mark = len(changes.undo_steps), len(changes.commit_steps)
     try:
         with st.transaction(store):

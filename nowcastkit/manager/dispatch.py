@@ -233,7 +233,8 @@ def process(manager: Manager, msg: Message, key: str | None) -> tuple[Message, l
     # A payload of None leaves the checklist as it was, as in the reference design.
     checklist_key = registered.get("checklist key") if msg.payload is not None else None
     groups_before = list(manager.flow.groups)
-    with atomic(manager.store, manager.changes):
+    # Within a request's savepoint (handle), an error here undoes that whole request.
+    with atomic(manager.store, manager.changes, join=True):
         run_id = _reporting_run(manager, msg)
         _keep_for_undo(manager, checklist_key)
         if checklist_key:

@@ -10,7 +10,8 @@ manager: PUB drops what a slow subscriber cannot take, past a small send
 high-water mark. The socket is an XPUB so the manager sees subscriptions: a
 subscription to ``-hello/<token>`` is answered at once with an event on that
 topic, which tells a new monitor that everything it subscribed before is in
-effect (no sleeping to beat ZeroMQ's slow-joiner race).
+effect (no sleeping to beat ZeroMQ's slow-joiner race). The manager keeps the
+topics subscribed to, so an event no monitor wants is never even encoded.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class Events:
 
     socket: zmq.Socket | None = None
     dropped: int = 0
+    #: Topic prefixes some monitor subscribes to (hello tokens aside).
+    topics: set[str] = attrs.field(factory=set)
 
     def bind(self, context: zmq.Context, config: Config) -> None:
         sock = context.socket(zmq.XPUB)
@@ -75,26 +78,35 @@ class Events:
 
     def publish(self, event: str, worker: str, **fields: Any) -> None:
         """Send one event; drop it rather than wait when no one can take it."""
-        if self.socket is None:
+        topic = f"{worker}/{event}"
+        if self.socket is None or not any(map(topic.startswith, self.topics)):
             return
         body = {"time": time.time(), "event": event, "worker": worker, **fields}
-        frames = [f"{worker}/{event}".encode(), json.dumps(body, default=str).encode()]
+        frames = [topic.encode(), json.dumps(body, default=str).encode()]
         try:
             self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
         except zmq.Again:
             self.dropped += 1
 
     def answer_subscriptions(self) -> None:
-        """Read pending (un)subscriptions; answer each hello subscription on its own topic."""
+        """Note (un)subscriptions; answer each hello subscription on its own topic."""
         while self.socket is not None:
             try:
                 frame = self.socket.recv(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return
-            topic = frame[1:].decode(errors="replace")
-            if frame[:1] == b"\x01" and topic.startswith(HELLO_PREFIX):
-                body = json.dumps({"time": time.time(), "event": "hello", "worker": "-"})
-                try:
-                    self.socket.send_multipart([frame[1:], body.encode()], flags=zmq.NOBLOCK)
-                except zmq.Again:
-                    self.dropped += 1
+            topic, subscribed = frame[1:].decode(errors="replace"), frame[:1] == b"\x01"
+            if topic.startswith(HELLO_PREFIX):
+                if subscribed:
+                    self._hello(frame[1:])
+            elif subscribed:
+                self.topics.add(topic)
+            else:  # XPUB passes this on only when no one is left on that topic
+                self.topics.discard(topic)
+
+    def _hello(self, topic: bytes) -> None:
+        body = json.dumps({"time": time.time(), "event": "hello", "worker": "-"})
+        try:
+            self.socket.send_multipart([topic, body.encode()], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1

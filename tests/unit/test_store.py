@@ -1,5 +1,6 @@
 """The manager's SQLite store: handled ids, runs, groups, checklist rows, pruning."""
 
+import datetime
 import multiprocessing
 import time
 
@@ -78,6 +79,19 @@ def test_checklist_rows_update_only_named_keys(store):
     with st.transaction(store):
         st.put_checklist(store, {})
     assert st.load_checklist(store) == {}
+
+
+def test_checklist_rows_are_json_and_yaml_rows_still_load(store):
+    checklist = {"new": {"files": ["a.nc"]}, "dated": {"day": datetime.date(2026, 11, 23)}}
+    with st.transaction(store):
+        st.put_checklist(store, checklist)
+        # A row as an earlier version wrote it: block YAML.
+        store.conn.execute(
+            "INSERT INTO checklist (key, value) VALUES ('old', ?)", ("files:\n- b.nc\nn: 1\n",)
+        )
+    rows = dict(store.conn.execute("SELECT key, value FROM checklist"))
+    assert rows["new"] == '{"files": ["a.nc"]}'
+    assert st.load_checklist(store) == {**checklist, "old": {"files": ["b.nc"], "n": 1}}
 
 
 def test_prune_drops_old_ids_and_finished_runs_only(store):
