@@ -73,11 +73,11 @@ def rows(f: dict) -> list[tuple[str, float, str, float | None, str]]:
         kind, *rest = key.split("/")
         clients = rest[-1]
         echo = tp[f"echo/{clients}"]
-        name = (
-            f"echo, {clients} clients"
-            if kind == "echo"
-            else (f"manager, {rest[0]} keys, {clients} clients")
-        )
+        name = {
+            "echo": f"echo, {clients} clients",
+            "manager": f"manager, {rest[0]} keys, {clients} clients",
+            "manager-yaml": f"manager, {rest[0]} keys, {clients} clients, YAML msgs",
+        }[kind]
         out.append(
             (
                 f"{name}: msgs/s",

@@ -17,7 +17,11 @@ from bench.system import REPO, NowcastSystem, RawSystem, child_env, wait_for_lin
 
 
 def throughput(root: Path, sizes: list[int], clients: list[int], seconds: float) -> dict:
-    """Manager messages/s and latency per checklist size and client count, and the echo."""
+    """Manager messages/s and latency per checklist size and client count, and the echo.
+
+    Messages are written as a nowcastkit worker writes them; ``manager-yaml/0/8``
+    is 8 clients sending block YAML, as reference-design workers do.
+    """
     figures: dict = {}
     raw = RawSystem(root / "echo")
     try:
@@ -33,6 +37,10 @@ def throughput(root: Path, sizes: list[int], clients: list[int], seconds: float)
             load.drive(system.workers_port, 1, seconds=min(seconds, 1.0))  # warm-up
             for n in clients:
                 figures[f"manager/{size}/{n}"] = load.drive(system.workers_port, n, seconds=seconds)
+            if size == 0:  # what a reference-design worker sends: block YAML
+                figures["manager-yaml/0/8"] = load.drive(
+                    system.workers_port, 8, seconds=seconds, style="yaml"
+                )
         finally:
             system.stop()
     return figures
