@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import yaml
 
-__all__ = ["dump", "load", "merge", "write"]
+__all__ = ["DumpCache", "dump", "dump_cached", "load", "merge", "write", "write_text"]
 
 # Logged under the manager's name: this is the manager's state.
 log = logging.getLogger("manager")
@@ -25,6 +26,50 @@ _tmp_serial = itertools.count()
 
 def dump(checklist: dict) -> str:
     return yaml.dump(checklist, Dumper=yaml.CSafeDumper, default_flow_style=False)
+
+
+@attrs.define(eq=False)
+class DumpCache:
+    """Each top-level key's YAML block, with the id() of the value it was dumped from.
+
+    Whoever changes a key's value must forget that key: a mapping updated in place keeps
+    its id(), which is checked only as a safeguard against a value replaced unannounced.
+    """
+
+    blocks: dict[Any, tuple[int, str]] = attrs.field(factory=dict)
+
+    def forget(self, key: Any) -> None:
+        """Drop the block of *key*, whose value changed or went."""
+        self.blocks.pop(key, None)
+
+    def forget_all(self) -> None:
+        """Drop every block, for a checklist cleared, restored or loaded."""
+        self.blocks.clear()
+
+
+def dump_cached(checklist: dict, cache: DumpCache) -> str:
+    """``dump(checklist)``, dumping again only the keys whose block *cache* does not hold.
+
+    Blocks are joined in the order ``dump`` gives the keys: sorted, or as inserted when they
+    do not sort. Each block numbers its anchors from id001, so when two blocks have anchors
+    the checklist is dumped whole; values shared between keys are written out in each.
+    """
+    try:
+        keys = sorted(checklist)
+    except TypeError:
+        keys = list(checklist)
+    blocks = cache.blocks
+    parts = []
+    for key in keys:
+        value = checklist[key]
+        cached = blocks.get(key)
+        if cached is None or cached[0] != id(value):
+            cached = blocks[key] = (id(value), dump({key: value}))
+        parts.append(cached[1])
+    text = "".join(parts)
+    if not text or text.count(" &id001") > 1:
+        return dump(checklist)
+    return text
 
 
 def load(path: Path, quiet: bool = False) -> dict:
@@ -62,12 +107,17 @@ def load(path: Path, quiet: bool = False) -> dict:
 
 def write(path: Path, checklist: dict) -> None:
     """Replace *path* with the checklist atomically; raises OSError when it cannot."""
-    text = dump(checklist).encode()
+    write_text(path, dump(checklist))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace *path* with *text* atomically; raises OSError when it cannot."""
+    data = text.encode()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_serial)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(text)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -83,6 +83,10 @@ class Manager:
     started: float = attrs.field(factory=time.time)
     malformed: int = 0
     events: Events = attrs.field(factory=Events)
+    #: The checklist file's YAML per key, so a write dumps only the keys changed since the
+    #: last; whatever changes a key forgets its block. A value that after_<worker> changes
+    #: in place keeps its old block, as it keeps its old row in the store.
+    dump_cache: checklist_file.DumpCache = attrs.field(factory=checklist_file.DumpCache)
     #: Monotonic time the checklist file is next written at, when a change awaits it.
     snapshot_due: float | None = None
     last_snapshot: float = -float("inf")
@@ -207,22 +211,29 @@ def _hello(manager: Manager, msg: Message) -> Message:
 
 
 def _clear_checklist(manager: Manager, msg: Message, key: str | None) -> Message:
-    logging.getLogger("checklist").info("checklist:\n%s", checklist_file.dump(manager.checklist))
+    text = checklist_file.dump_cached(manager.checklist, manager.dump_cache)
+    logging.getLogger("checklist").info("checklist:\n%s", text)
     reply = _reply("checklist cleared")
     with atomic(manager.store, manager.changes):
         cleared = dict(manager.checklist)
         manager.checklist.clear()
-        manager.changes.undo(lambda: manager.checklist.update(cleared))
+        manager.dump_cache.forget_all()
+        manager.changes.undo(lambda: _restore(manager, cleared))
         st.put_checklist(manager.store, {})
         if key:
             st.record_message(manager.store, key, msg.source, msg.type, _text(reply))
-        manager.changes.after_commit(lambda: _cleared(manager, cleared))
+        manager.changes.after_commit(lambda: _cleared(manager, text))
     return reply
 
 
-def _cleared(manager: Manager, cleared: dict) -> None:
+def _restore(manager: Manager, cleared: dict) -> None:
+    manager.checklist.update(cleared)
+    manager.dump_cache.forget_all()
+
+
+def _cleared(manager: Manager, text: str) -> None:
     if manager.snapshot_due is not None:
-        save_snapshot(manager, cleared)  # the file shows what was cleared, not an older state
+        save_snapshot(manager, text)  # the file shows what was cleared, not an older state
     save_snapshot(manager)
     log.info("checklist cleared")
 
@@ -239,6 +250,7 @@ def process(manager: Manager, msg: Message, key: str | None) -> tuple[Message, l
         _keep_for_undo(manager, checklist_key)
         if checklist_key:
             checklist_file.merge(manager.checklist, checklist_key, msg.payload)
+            manager.dump_cache.forget(checklist_key)
             st.put_checklist(manager.store, manager.checklist, [checklist_key])
         try:
             workers = manager.flow.next_workers(msg, manager.config, manager.checklist)
@@ -276,10 +288,12 @@ def _keep_for_undo(manager: Manager, checklist_key: str | None) -> None:
             group.waiting, group.held = waiting, held
         flow.groups = listed
         manager.saved_groups = saved_groups
-        if checklist_key and had:
-            checklist[checklist_key] = value
-        elif checklist_key:
-            checklist.pop(checklist_key, None)
+        if checklist_key:
+            if had:
+                checklist[checklist_key] = value
+            else:
+                checklist.pop(checklist_key, None)
+            manager.dump_cache.forget(checklist_key)
 
     manager.changes.undo(undo)
 

@@ -78,6 +78,7 @@ def _recover_checklist(manager: Manager, ignore_checklist: bool) -> None:
     with st.transaction(store):
         st.put_checklist(store, manager.checklist)
         st.set_meta(store, "checklist", "in store")
+    manager.dump_cache.forget_all()
     save_snapshot(manager)
     # The start-up write must not hold back the first message's: that one is written at once.
     manager.last_snapshot = -float("inf")

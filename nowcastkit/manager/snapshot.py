@@ -2,7 +2,8 @@
 
 Rewriting all of it per message made each message cost in proportion to the
 checklist, so changes are coalesced: the first change after a quiet spell is
-written at once, later ones at most every ``checklist write delay`` seconds.
+written at once, later ones at most every ``checklist write delay`` seconds. A
+write dumps again only the keys changed since the last (``Manager.dump_cache``).
 """
 
 from __future__ import annotations
@@ -44,12 +45,15 @@ def flush_snapshot(manager: Manager, now: float) -> None:
         save_snapshot(manager)
 
 
-def save_snapshot(manager: Manager, checklist: dict | None = None) -> None:
-    """Write the human-readable checklist file; the store already holds the truth."""
+def save_snapshot(manager: Manager, text: str | None = None) -> None:
+    """Write *text*, or the checklist the manager holds, to the checklist file.
+
+    The store already holds the truth; an unwritable file is logged, not raised.
+    """
     manager.snapshot_due, manager.last_snapshot = None, time.monotonic()
     try:
-        checklist_file.write(
-            manager.checklist_path, manager.checklist if checklist is None else checklist
-        )
+        if text is None:
+            text = checklist_file.dump_cached(manager.checklist, manager.dump_cache)
+        checklist_file.write_text(manager.checklist_path, text)
     except OSError as err:
         log.error("checklist file write failed (the store still has it): %s", err)

@@ -1,11 +1,14 @@
-"""Checklist merge, atomic write, and loading of missing, empty and corrupt files."""
+"""Checklist merge, dump, atomic write, and loading of missing, empty and corrupt files."""
 
 from __future__ import annotations
 
+import datetime
 import logging
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nowcastkit import checklist
 
@@ -87,3 +90,57 @@ def test_empty_or_corrupt_file_is_moved_aside(tmp_path, caplog, text, problem):
     assert backup.read_bytes() == text
     assert f"checklist file {path} {problem}" in caplog.text
     assert f"; moved it aside to {backup}" in caplog.text
+
+
+keys = st.text("ab z:-é", max_size=3)
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.dates()
+    | st.text(max_size=90),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+changes = st.lists(st.tuples(st.sampled_from(["set", "merge", "delete"]), keys, values))
+
+
+@given(changes)
+def test_cached_dump_equals_dump_after_every_change(steps):
+    state, cache = {}, checklist.DumpCache()
+    for action, key, value in steps:
+        if action == "delete":
+            state.pop(key, None)
+        elif action == "merge":
+            checklist.merge(state, key, value)  # updates a mapping in place
+        else:
+            state[key] = value
+        cache.forget(key)
+        assert checklist.dump_cached(state, cache) == checklist.dump(state)
+
+
+@pytest.mark.parametrize(
+    "state",
+    [{}, {"b": 1, 2: "x", "a": [1]}, {"b": [datetime.date(2024, 1, 1)], "a": {"c": None}}],
+    ids=["empty", "keys that do not sort", "sorted keys"],
+)
+def test_cached_dump_equals_dump(state):
+    cache = checklist.DumpCache()
+    assert checklist.dump_cached(state, cache) == checklist.dump(state)
+    assert checklist.dump_cached(state, cache) == checklist.dump(state)
+
+
+def test_cached_dump_numbers_anchors_as_one_dump_does():
+    shared, other = [1, 2], {"x": 1}
+    state, cache = {"b": {"p": shared, "q": shared}, "a": {"n": 1}}, checklist.DumpCache()
+    assert checklist.dump_cached(state, cache) == checklist.dump(state)
+    state["c"] = {"r": other, "s": other}
+    cache.forget("c")
+    text = checklist.dump_cached(state, cache)
+    assert text == checklist.dump(state)
+    assert yaml.load(text, Loader=yaml.CSafeLoader) == state
+
+
+def test_cached_dump_redumps_a_value_replaced_without_forget():
+    state, cache = {"a": {"n": 1}, "b": 2}, checklist.DumpCache()
+    checklist.dump_cached(state, cache)
+    replaced, state["a"] = state["a"], {"n": 2}
+    assert checklist.dump_cached(state, cache) == "a:\n  n: 2\nb: 2\n"
+    assert replaced == {"n": 1}

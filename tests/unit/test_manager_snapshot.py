@@ -1,0 +1,155 @@
+"""The checklist file the manager writes: always the dump of its checklist, made key by key."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+import yaml
+from conftest import base_config
+
+from nowcastkit import Message, checklist
+from nowcastkit import store as state
+from nowcastkit.config import load_config
+from nowcastkit.manager.batch import answer
+from nowcastkit.manager.recovery import start
+from nowcastkit.manager.snapshot import save_snapshot
+
+pytestmark = pytest.mark.timeout(60)
+
+NEXT_WORKERS = """\
+def after_a(msg, config, checklist):
+    return []
+
+
+def after_b(msg, config, checklist):
+    return []
+
+
+def after_c(msg, config, checklist):
+    if msg.payload == "replace a":
+        checklist["a"] = {"replaced by": "after_c"}
+    return []
+"""
+
+
+def make_manager(folder, prefilled: dict | None = None):
+    config = base_config(folder)
+    for name in "abc":
+        config["message registry"]["workers"][name] = {
+            "checklist key": name, "success": "done", "clear checklist": "clear it",
+        }  # fmt: skip
+    (folder / "nowcast.yaml").write_text(yaml.safe_dump(config))
+    (folder / "next_workers.py").write_text(NEXT_WORKERS)
+    if prefilled:
+        (folder / "nowcast_checklist.yaml").write_text(checklist.dump(prefilled))
+    manager, _launches = start(load_config(folder / "nowcast.yaml"))
+    return manager
+
+
+@pytest.fixture
+def manager(tmp_path):
+    manager = make_manager(tmp_path)
+    yield manager
+    manager.store.conn.close()
+
+
+def request(source: str, payload=None, msg_id: str | None = None, msg_type="success"):
+    msg_id = msg_id or uuid.uuid4().hex
+    body = Message(source, msg_type, payload, id=msg_id).serialize().encode()
+    return [f"tag-{msg_id}".encode(), body]
+
+
+def on_file(manager) -> str:
+    return manager.checklist_path.read_text()
+
+
+def test_the_file_is_the_dump_of_the_checklist_after_each_message(manager):
+    steps = [
+        [request("a", {"n": 1}), request("b", ["x"])],
+        [request("a", {"m": 2})],  # updates a's mapping in place
+        [request("b", None), request("c", "text")],
+        [request("a", ["replaced"]), request("b", {"n": 3})],
+        [request("c", "replace a")],  # after_c replaces a
+    ]
+    for batch in steps:
+        answer(manager, batch)
+        assert on_file(manager) == checklist.dump(manager.checklist)
+    assert manager.checklist == {
+        "a": {"replaced by": "after_c"}, "b": {"n": 3}, "c": "replace a",
+    }  # fmt: skip
+
+
+def test_the_file_shows_rolled_back_changes_undone(manager):
+    answer(manager, [request("a", {"n": 1}), request("b", [1])])
+    manager.store.conn.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.id = 'doomed'"
+        " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+    answer(manager, [request("a", {"n": 2}, "doomed"), request("c", {"n": 3}, "c1")])
+    assert manager.checklist == {"a": {"n": 1}, "b": [1], "c": {"n": 3}}
+    assert on_file(manager) == checklist.dump(manager.checklist)
+
+    # A failed commit undoes the whole batch, a clear among it included.
+    manager.store.conn.execute("DROP TRIGGER refuse")
+    manager.store.conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    manager.store.conn.execute(
+        "CREATE TABLE child (ref INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    manager.store.conn.execute("PRAGMA foreign_keys = ON")
+    manager.store.conn.execute(
+        "CREATE TRIGGER late AFTER INSERT ON messages WHEN NEW.id = 'late'"
+        " BEGIN INSERT INTO child VALUES (42); END"
+    )
+    batch = [
+        request("a", {"n": 4}, "a4"),
+        request("a", None, "clear", "clear checklist"),
+        request("b", [5], "late"),
+    ]
+    answer(manager, batch)
+    answer(manager, [request("c", {"n": 6}, "c6")])
+    assert manager.checklist == {"a": {"n": 1}, "b": [1], "c": {"n": 6}}
+    assert on_file(manager) == checklist.dump(manager.checklist)
+    assert state.load_checklist(manager.store) == manager.checklist
+
+
+def test_the_file_after_a_clear_and_after_a_clear_undone(manager, caplog):
+    answer(manager, [request("a", {"n": 1}), request("b", [1]), request("c", "c")])
+    before = checklist.dump(manager.checklist)
+    with caplog.at_level(logging.INFO, logger="checklist"):
+        answer(manager, [request("a", None, "clear", "clear checklist"), request("b", [2])])
+    assert f"checklist:\n{before}" in caplog.text
+    assert manager.checklist == {"b": [2]}
+    assert on_file(manager) == checklist.dump(manager.checklist)
+
+    answer(manager, [request("a", {"n": 3}), request("c", "c")])
+    manager.store.conn.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.type = 'clear checklist'"
+        " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+    answer(manager, [request("a", None, "again", "clear checklist"), request("a", {"m": 4})])
+    assert manager.checklist == {"a": {"n": 3, "m": 4}, "b": [2], "c": "c"}
+    assert on_file(manager) == checklist.dump(manager.checklist)
+
+
+def test_a_write_dumps_only_the_keys_changed_since_the_last(tmp_path, monkeypatch):
+    prefilled = {f"key {i:05d}": {"done": True, "files": [f"f{i}.nc"], "n": i} for i in range(5000)}
+    manager = make_manager(tmp_path, prefilled)
+    dump = checklist.dump
+    dumped = []
+
+    def counting_dump(data: dict) -> str:
+        dumped.append(list(data))
+        return dump(data)
+
+    monkeypatch.setattr(checklist, "dump", counting_dump)
+    try:
+        answer(manager, [request("a", {"n": 1})])
+        answer(manager, [request("a", {"m": 2}), request("b", [1])])
+        save_snapshot(manager)
+        assert dumped == [["a"], ["a"], ["b"]]
+        assert on_file(manager) == dump(manager.checklist)
+        assert manager.checklist == {**prefilled, "a": {"n": 1, "m": 2}, "b": [1]}
+    finally:
+        manager.store.conn.close()
