@@ -4,8 +4,7 @@
     replies, launches = answer(manager, bodies)  # one transaction, a savepoint each
 
 The commit (an fsync) is what a message costs most, so every request already
-waiting shares one, and so do those that arrive while the batch is handled (up
-to BATCH_SIZE in all). Each request is handled in its own savepoint: one that
+waiting shares one. Each request is handled in its own savepoint: one that
 fails gets an error reply and is undone, in the store and in memory, without
 touching the others. Nothing is replied before the commit, every request gets
 exactly one reply, and workers are launched only after the replies are sent.
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable
 
 import zmq
 
@@ -61,65 +59,42 @@ def error_reply(request: list[bytes]) -> list[bytes]:
     return [request[0], _ERROR] if len(request) > 1 else [_ERROR]
 
 
-def answer(
-    manager: Manager,
-    requests: list[list[bytes]],
-    more: Callable[[int], list[list[bytes]]] | None = None,
-) -> tuple[list[list[bytes]], list[Launch]]:
-    """Reply frames for each request, in order, and the runs to start; all committed at once.
-
-    *more*, when given, is asked (with how many more fit) for requests that arrived
-    while these were handled; they join the batch and its commit, and their replies
-    follow in order. A commit costs an fsync, so the more it covers the better.
-    """
-    replies, launches, taken = [], [], []
+def answer(manager: Manager, requests: list[list[bytes]]) -> tuple[list[list[bytes]], list[Launch]]:
+    """Reply frames for each request, in order, and the runs to start; all committed at once."""
+    replies, launches = [], []
     try:
         with atomic(manager.store, manager.changes):
-            while requests:
-                taken.extend(requests)
-                replies.extend(_handle_one(manager, request, launches) for request in requests)
-                room = BATCH_SIZE - len(taken)
-                requests = more(room) if more is not None and room > 0 else []
+            for request in requests:
+                try:
+                    reply, more = handle(manager, request)
+                except Exception:  # the loop's edge: this request's savepoint is rolled back
+                    log.error("manager error:\n%s", traceback.format_exc().rstrip())
+                    reply, more = error_reply(request), []
+                if not manager.store.conn.in_transaction:
+                    # SQLite gave up the whole transaction (disk full, I/O error): none of
+                    # the batch is stored, so none of it may be acknowledged.
+                    raise RuntimeError("the store rolled back the batch's transaction")
+                replies.append(reply)
+                launches.extend(more)
     except Exception:  # the commit failed: every change in the batch is undone
         log.error("manager error: batch not committed:\n%s", traceback.format_exc().rstrip())
-        return [error_reply(request) for request in taken], []
+        return [error_reply(request) for request in requests], []
     return replies, launches
-
-
-def _handle_one(manager: Manager, request: list[bytes], launches: list[Launch]) -> list[bytes]:
-    """One request's reply, in its own savepoint; its runs are added to *launches*."""
-    try:
-        reply, more = handle(manager, request)
-    except Exception:  # the loop's edge: this request's savepoint is rolled back
-        log.error("manager error:\n%s", traceback.format_exc().rstrip())
-        reply, more = error_reply(request), []
-    if not manager.store.conn.in_transaction:
-        # SQLite gave up the whole transaction (disk full, I/O error): none of
-        # the batch is stored, so none of it may be acknowledged.
-        raise RuntimeError("the store rolled back the batch's transaction")
-    launches.extend(more)
-    return reply
 
 
 def serve(manager: Manager, sock: zmq.Socket) -> list[Launch]:
     """Answer every request waiting on *sock*; return the runs to start now the replies are out."""
-    envelopes: list[list[bytes]] = []
-
-    def take(limit: int) -> list[list[bytes]]:
-        requests = []
-        for frames in receive(sock, limit):
-            split = split_envelope(frames)
-            if split is None:  # a REP socket drops these too: there is no one to reply to
-                log.error("request without a routing envelope (%d frames) dropped", len(frames))
-                continue
-            envelopes.append(split[0])
-            requests.append(split[1])
-        return requests
-
-    requests = take(BATCH_SIZE)
+    envelopes, requests = [], []
+    for frames in receive(sock):
+        split = split_envelope(frames)
+        if split is None:  # a REP socket drops these too: there is no one to reply to
+            log.error("request without a routing envelope (%d frames) dropped", len(frames))
+            continue
+        envelopes.append(split[0])
+        requests.append(split[1])
     if not requests:
         return []
-    replies, launches = answer(manager, requests, more=take)
+    replies, launches = answer(manager, requests)
     for envelope, reply in zip(envelopes, replies, strict=True):
         try:
             sock.send_multipart([*envelope, b"", *reply], flags=zmq.NOBLOCK)

@@ -9,7 +9,7 @@ from conftest import base_config
 from nowcastkit import Message
 from nowcastkit import store as state
 from nowcastkit.config import load_config
-from nowcastkit.manager.batch import BATCH_SIZE, answer
+from nowcastkit.manager.batch import answer
 from nowcastkit.manager.recovery import start
 
 pytestmark = pytest.mark.timeout(60)
@@ -144,23 +144,3 @@ def test_a_failed_commit_answers_every_request_with_an_error_and_keeps_memory_as
     assert stored(manager)[0] == manager.checklist == {
         "sleepyhead": {"n": 2}, "a": {"n": 1}, "c": {"n": 3},
     }  # fmt: skip
-
-
-def test_requests_arriving_during_a_batch_join_its_commit(manager):
-    arrivals = [[request("t2", "sleep", "s2", {"n": 2})], [request("t3", "sleep", "s3", {"n": 3})]]
-    asked = []
-
-    def more(room: int) -> list[list[bytes]]:
-        asked.append(room)
-        return arrivals.pop(0) if arrivals else []
-
-    statements = []
-    manager.store.conn.set_trace_callback(statements.append)
-    replies, _launches = answer(manager, [request("t1", "sleep", "s1", {"n": 1})], more)
-    manager.store.conn.set_trace_callback(None)
-
-    assert [frames[0] for frames in replies] == [b"t1", b"t2", b"t3"]
-    assert [reply_type(frames) for frames in replies] == ["ack", "ack", "ack"]
-    assert asked == [BATCH_SIZE - 1, BATCH_SIZE - 2, BATCH_SIZE - 3]
-    assert statements.count("COMMIT") == 1
-    assert manager.checklist["sleepyhead"] == {"n": 3}
