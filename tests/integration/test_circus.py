@@ -33,12 +33,14 @@ CIRCUSD = str(Path(sys.executable).with_name("circusd"))
 _FLOW = (REPO / "example_system" / "next_workers.py").read_text()
 
 
-def _free_port() -> int:
+def _free_ports(count: int) -> list[int]:
     # The broker must come back on the same ports after a restart, so the config
     # needs fixed numbers; a port freed here could in principle be taken first.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def _write_circus_ini(folder: Path) -> Path:
@@ -56,7 +58,9 @@ def _write_circus_ini(folder: Path) -> Path:
 def _write_nowcast_yaml(folder: Path, schedule: list | None = None) -> Path:
     config = yaml.safe_load((REPO / "nowcast.yaml").read_text())
     config["zmq"]["host"] = "127.0.0.1"
-    config["zmq"]["ports"] = {"manager": _free_port(), "workers": _free_port()}
+    # All four fixed: the defaults (manager port + 2 and + 3) could be taken already.
+    names = ("manager", "workers", "control", "monitor")
+    config["zmq"]["ports"] = dict(zip(names, _free_ports(len(names)), strict=True))
     # A reply lost with a killed broker is sent again after 2s, not 30s.
     config["zmq"]["reply timeout"] = 2
     config["zmq"]["reply attempts"] = 5
