@@ -8,25 +8,9 @@ import json
 import pytest
 import yaml
 from hypothesis import given
-from hypothesis import strategies as st
 
 from nowcastkit import Message, MessageError, codec
-
-texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False)
-    | texts
-    | st.dates()
-    | st.datetimes(timezones=st.just(datetime.UTC))
-)
-values = st.recursive(
-    scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(texts, children, max_size=4),
-    max_leaves=15,
-)
+from tests.unit.plain_data import values
 
 
 @given(values)

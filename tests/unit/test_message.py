@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 
 import pytest
@@ -11,23 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nowcastkit import Message, MessageError
-
-# Text that YAML can carry: no surrogates (not encodable) and no other unencodable points.
-texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False)
-    | texts
-    | st.dates()
-    | st.datetimes(timezones=st.just(datetime.UTC))
-)
-payloads = st.recursive(
-    scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(texts, children, max_size=4),
-    max_leaves=15,
-)
+from tests.unit.plain_data import texts
+from tests.unit.plain_data import values as payloads
 
 
 @given(source=texts, msg_type=texts, payload=payloads)
