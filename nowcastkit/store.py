@@ -9,8 +9,8 @@ Holds the message ids already handled (with the reply sent, so a resent
 message gets the same answer), every worker run (launch, pid, exit, outcome),
 the race-condition groups still waiting, and the checklist itself, one row per
 key (its value as JSON, or YAML where JSON would not read back the same; see
-:mod:`nowcastkit.codec`). Every change is committed before the manager replies; WAL mode keeps
-readers (the operator tools) from blocking the manager.
+:mod:`nowcastkit.codec`). Every change is committed before the manager replies;
+WAL mode keeps readers (the operator tools) from blocking the manager.
 """
 
 from __future__ import annotations
