@@ -17,7 +17,16 @@ from typing import Any
 import attrs
 import yaml
 
-__all__ = ["DumpCache", "dump", "dump_cached", "load", "merge", "write", "write_text"]
+__all__ = [
+    "DumpCache",
+    "dump",
+    "dump_cached",
+    "load",
+    "merge",
+    "set_aside",
+    "write",
+    "write_text",
+]
 
 # Logged under the manager's name: this is the manager's state.
 log = logging.getLogger("manager")
@@ -94,8 +103,7 @@ def load(path: Path, quiet: bool = False) -> dict:
     else:
         problem = "is empty" if checklist is None else "is not a mapping"
     if not isinstance(checklist, dict):
-        backup = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-        os.replace(path, backup)
+        backup = set_aside(path, "corrupt")
         log.warning("checklist file %s %s; moved it aside to %s", path, problem, backup)
         if not quiet:
             log.warning("running with empty checklist")
@@ -103,6 +111,21 @@ def load(path: Path, quiet: bool = False) -> dict:
     if not quiet:
         log.info("checklist loaded from %s", path)
     return checklist
+
+
+def set_aside(path: Path, reason: str) -> Path:
+    """Rename *path* to ``<name>.<reason>-<time>``, never over an earlier one; return it."""
+    stem = f"{path.name}.{reason}-{time.strftime('%Y%m%dT%H%M%S')}"
+    target, n = path.with_name(stem), 1
+    while True:
+        try:
+            os.link(path, target)  # unlike a rename, fails if the target exists
+        except FileExistsError:
+            n += 1
+            target = path.with_name(f"{stem}-{n}")
+            continue
+        os.unlink(path)
+        return target
 
 
 def write(path: Path, checklist: dict) -> None:

@@ -9,7 +9,6 @@ the broker); runs committed but never started are started now.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -68,8 +67,7 @@ def _recover_checklist(manager: Manager, ignore_checklist: bool) -> None:
         on_file = checklist_file.load(path, quiet=True)
         manager.checklist = st.load_checklist(store)
         if path.exists() and on_file != manager.checklist:
-            aside = path.with_name(f"{path.name}.differs-{time.strftime('%Y%m%dT%H%M%S')}")
-            os.replace(path, aside)
+            aside = checklist_file.set_aside(path, "differs")
             log.warning(
                 "checklist file %s differs from the manager's store; kept it as %s "
                 "and rewrote it from the store", path, aside,

@@ -92,6 +92,15 @@ def test_empty_or_corrupt_file_is_moved_aside(tmp_path, caplog, text, problem):
     assert f"; moved it aside to {backup}" in caplog.text
 
 
+def test_a_file_set_aside_never_replaces_an_earlier_one(tmp_path):
+    path = tmp_path / "nowcast_checklist.yaml"
+    for n in range(3):  # within the same second, as in a crash loop
+        path.write_text(f"- corrupt {n}\n")
+        assert checklist.load(path, quiet=True) == {}
+    kept = sorted(p.read_text() for p in tmp_path.iterdir())
+    assert kept == ["- corrupt 0\n", "- corrupt 1\n", "- corrupt 2\n"]
+
+
 keys = st.text("ab z:-é", max_size=3)
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.dates()

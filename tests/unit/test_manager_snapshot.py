@@ -153,3 +153,18 @@ def test_a_write_dumps_only_the_keys_changed_since_the_last(tmp_path, monkeypatc
         assert manager.checklist == {**prefilled, "a": {"n": 1, "m": 2}, "b": [1]}
     finally:
         manager.store.conn.close()
+
+
+def test_a_file_edited_while_the_manager_was_down_is_kept_and_rewritten(tmp_path, caplog):
+    manager = make_manager(tmp_path, prefilled={"a": {"n": 1}})
+    manager.store.conn.close()
+    path = tmp_path / "nowcast_checklist.yaml"
+    for n in (2, 3):  # two restarts within the same second: both edits are kept
+        path.write_text(f"a: {{n: {n}}}\n")
+        with caplog.at_level(logging.WARNING, logger="manager"):
+            manager = make_manager(tmp_path)
+        manager.store.conn.close()
+        assert yaml.safe_load(path.read_text()) == {"a": {"n": 1}}
+    kept = sorted(p.read_text() for p in tmp_path.glob("nowcast_checklist.yaml.differs-*"))
+    assert kept == ["a: {n: 2}\n", "a: {n: 3}\n"]
+    assert "differs from the manager's store" in caplog.text
