@@ -69,15 +69,15 @@ def problems(path: Path) -> tuple[list[ConfigError], Config | None, Flow | None]
         data, found = check(Path(path).expanduser().absolute())
     except ConfigError as err:
         return [err], None, None
+    config = Config(data, Path(path).expanduser().absolute())
     registry = data.get("message registry")
     if not (
         isinstance(registry, dict)
         and isinstance(registry.get("next workers module"), str)
         and isinstance(registry.get("workers"), dict)
-    ):
-        return found, None, None
-    config = Config(data, Path(path).expanduser().absolute())
-    flow = Flow(data["message registry"]["next workers module"], config.file.parent)
+    ):  # check() has said what is wrong with it; the schedule can still be checked
+        return found + _schedule_problems(config, None), None, None
+    flow = Flow(registry["next workers module"], config.file.parent)
     flow.refresh()
     if flow.error is not None:
         key = "message registry.next workers module"
@@ -85,7 +85,7 @@ def problems(path: Path) -> tuple[list[ConfigError], Config | None, Flow | None]
         flow = None
     else:
         found += _flow_problems(config, flow)
-    found += _schedule_problems(config)
+    found += _schedule_problems(config, registry["workers"])
     return found, config, flow
 
 
@@ -128,17 +128,22 @@ def _named_workers(source: Path | None) -> list[tuple[int, str]]:
     ]  # fmt: skip
 
 
-def _schedule_problems(config: Config) -> list[ConfigError]:
-    """Every bad scheduler setting or entry, and each scheduled module unknown or unregistered."""
+def _schedule_problems(config: Config, registered: dict | None) -> list[ConfigError]:
+    """Every bad scheduler setting or entry, and each scheduled module unknown or unregistered.
+
+    With no usable registry (*registered* None), modules are only checked to exist.
+    """
     found = entry_problems(config)
     entries = config.get("scheduled workers")
-    registered = config["message registry"]["workers"]
     for i, entry in enumerate(entries if isinstance(entries, list) else []):
         for module in entry if isinstance(entry, dict) else []:
             key = f"scheduled workers[{i}].{module}"
             if not _importable(str(module)):
                 found.append(ConfigError(config.file, key, "worker module cannot be found"))
-            elif (name := str(module).rpartition(".")[2]) not in registered:
+            elif (
+                registered is not None
+                and (name := str(module).rpartition(".")[2]) not in registered
+            ):
                 problem = f"worker {name!r} is not in message registry.workers"
                 found.append(ConfigError(config.file, key, problem))
     return found

@@ -159,3 +159,17 @@ def test_worker_modules_and_schedule_times_are_checked(toy_system):
     assert (f'{flow}: line 3: NextWorker("workers.rotate_logs"): worker \'rotate_logs\' is not in '
             "message registry.workers") in lines  # fmt: skip
     assert lines[-1] == f"{path}: 5 problems"
+
+
+def test_the_schedule_is_checked_even_when_the_registry_is_unusable(toy_system):
+    toy_system.config["message registry"] = {"workers": "all of them"}
+    toy_system.config["scheduled workers"] = [{"workers.sleep": {"every": "dya", "at": "10:00"}}]
+    toy_system.write_config()
+    result = validate(toy_system)
+    assert result.returncode == 1
+    path = toy_system.config_path
+    lines = result.stdout.splitlines()
+    assert any(line.startswith(f"{path}: message registry.") for line in lines), lines
+    assert any(line.startswith(f"{path}: scheduled workers[0].workers.sleep.every: got 'dya'")
+               for line in lines), lines  # fmt: skip
+    assert len(lines) - 1 == len(set(lines[:-1])), lines  # each problem once
