@@ -30,7 +30,8 @@ from nowcastkit.errors import ConfigError
 from nowcastkit.flow import Flow
 from nowcastkit.manager import batch, recovery
 from nowcastkit.manager import control as control_commands
-from nowcastkit.manager.dispatch import Launch, Manager, launch, on_exit
+from nowcastkit.manager.dispatch import Launch, Manager
+from nowcastkit.manager.launches import launch, on_exit
 from nowcastkit.manager.snapshot import flush_snapshot, save_snapshot
 from nowcastkit.next_worker import NextWorker
 
