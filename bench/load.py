@@ -25,14 +25,13 @@ _BODY = {
 #: What a nowcastkit worker sends (JSON, which YAML readers read too), and the block
 #: YAML a reference-design worker sends; ``ID`` is replaced by each message's id.
 TEMPLATES = {
-    "worker": (json.dumps(_BODY), '"ID"'),
-    "yaml": (yaml.dump(_BODY, Dumper=yaml.CSafeDumper, default_flow_style=False), "ID"),
+    "worker": json.dumps(_BODY),
+    "yaml": yaml.dump(_BODY, Dumper=yaml.CSafeDumper, default_flow_style=False),
 }
 
 
 def message(serial: str, style: str = "worker") -> bytes:
-    template, marker = TEMPLATES[style]
-    return template.replace(marker, f'"{serial}"' if marker[0] == '"' else serial).encode()
+    return TEMPLATES[style].replace("ID", serial).encode()
 
 
 def drive(
