@@ -17,6 +17,8 @@ from typing import Any
 import attrs
 import yaml
 
+from nowcastkit import codec
+
 __all__ = [
     "DumpCache",
     "dump",
@@ -34,7 +36,8 @@ _tmp_serial = itertools.count()
 
 
 def dump(checklist: dict) -> str:
-    return yaml.dump(checklist, Dumper=yaml.CSafeDumper, default_flow_style=False)
+    """The checklist as the file holds it: block YAML, keys sorted."""
+    return codec.yaml_text(checklist)
 
 
 @attrs.define(eq=False)

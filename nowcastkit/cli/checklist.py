@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from nowcastkit import checklist as checklist_file
 from nowcastkit.cli.output import dump_json, local_time
 from nowcastkit.config import load_config
 from nowcastkit.errors import NowcastkitError
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(dump_json({"source": source, "checklist": checklist}))
     elif checklist:
-        print(yaml.dump(checklist, Dumper=yaml.CSafeDumper, default_flow_style=False), end="")
+        print(checklist_file.dump(checklist), end="")
     else:
         print("the checklist is empty")
     return 0
