@@ -84,7 +84,9 @@ def decode(text: str | bytes) -> Any:
 
 def decode_json(text: str | bytes) -> Any:
     """JSON *text* as YAML reads it: ``1e5`` and ``NaN`` stay strings; raises ValueError."""
-    return json.loads(text, parse_float=_yaml_float, parse_constant=_not_yaml)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return _READER.decode(text)
 
 
 def _yaml_float(literal: str) -> float | str:
@@ -97,3 +99,7 @@ def _yaml_float(literal: str) -> float | str:
 
 def _not_yaml(constant: str) -> Any:
     raise ValueError(f"{constant} is not a YAML value")
+
+
+# One reader for every call: json.loads builds a new one each time it is given hooks.
+_READER = json.JSONDecoder(parse_float=_yaml_float, parse_constant=_not_yaml)
