@@ -143,7 +143,7 @@ def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWat
                         "manager disconnected; %d unanswered requests will be resent", count
                     )
             relay.forward(manager)
-            if watch in ready or watch.pending:
+            if watch.fileno() in ready or watch.pending:
                 signums = watch.take()
                 if signal.SIGHUP in signums:
                     lifecycle.reload_config(config, "message_broker")

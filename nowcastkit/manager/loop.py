@@ -100,7 +100,7 @@ def _loop(manager: Manager, poller, sock, control, watch) -> None:
             _serve_control(manager, control)
         if manager.events.socket in ready:
             manager.events.answer_subscriptions()
-        if watch in ready or watch.pending:
+        if watch.fileno() in ready or watch.pending:
             signums = watch.take()
             if signal.SIGHUP in signums:
                 _reload(manager)
