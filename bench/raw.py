@@ -2,6 +2,7 @@
 
     python bench/raw.py relay           # ROUTER <-> DEALER on free ports; prints them
     python bench/raw.py echo PORT       # REP that answers every request with its body
+    python bench/raw.py durable-echo PORT DB  # the same, each batch committed first
     python bench/raw.py chain PORT N OUT  # REP that replies, then starts the next worker
     python bench/raw.py worker CONFIG   # read the config, send one message, wait, exit
 
@@ -42,6 +43,35 @@ def echo(port: int) -> None:
     sock.connect(f"tcp://127.0.0.1:{port}")
     while True:
         sock.send(sock.recv())
+
+
+def durable_echo(port: int, db: str) -> None:
+    """The echo with the one step a manager cannot skip: what it answers is on disk first.
+
+    Every request waiting is written to SQLite (WAL, ``synchronous=FULL``) in one
+    transaction, then all are answered: the manager's group commit, with no handling.
+    """
+    import sqlite3
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS seen (body BLOB NOT NULL)")
+    context = zmq.Context()
+    sock = context.socket(zmq.DEALER)
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    while True:
+        batch = [sock.recv_multipart()]
+        while len(batch) < 64:
+            try:
+                batch.append(sock.recv_multipart(flags=zmq.NOBLOCK))
+            except zmq.Again:
+                break
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO seen (body) VALUES (?)", [(f[-1],) for f in batch])
+        conn.execute("COMMIT")
+        for frames in batch:
+            sock.send_multipart(frames)
 
 
 def chain(port: int, steps: int, out: str) -> None:
@@ -88,6 +118,8 @@ if __name__ == "__main__":
         relay()
     elif mode == "echo":
         echo(int(rest[0]))
+    elif mode == "durable-echo":
+        durable_echo(int(rest[0]), rest[1])
     elif mode == "chain":
         chain(int(rest[0]), int(rest[1]), rest[2])
     else:

@@ -6,7 +6,8 @@
 
 Every figure comes with a ratio to a baseline measured in the same run, because
 absolute times on a shared machine are noisy: the manager's throughput against a
-bare pyzmq echo through the same ROUTER/DEALER shape, a chain hop against a raw
+bare pyzmq echo through the same ROUTER/DEALER shape (and against that echo
+committing each batch to SQLite before answering), a chain hop against a raw
 pyzmq+PyYAML worker's hop and against ``python -c pass``, and so on. The table
 ends with the issue's targets, met or not. Prints the table, then one JSON line.
 """
@@ -75,6 +76,7 @@ def rows(f: dict) -> list[tuple[str, float, str, float | None, str]]:
         echo = tp[f"echo/{clients}"]
         name = {
             "echo": f"echo, {clients} clients",
+            "durable-echo": f"echo committing each batch, {clients} clients",
             "manager": f"manager, {rest[0]} keys, {clients} clients",
             "manager-yaml": f"manager, {rest[0]} keys, {clients} clients, YAML msgs",
         }[kind]
@@ -93,6 +95,17 @@ def rows(f: dict) -> list[tuple[str, float, str, float | None, str]]:
         out.append(
             (f"{name}: p99", value["p99_ms"], "ms", value["p99_ms"] / echo["p99_ms"], "echo")
         )
+        if kind.startswith("manager") and rest[0] == "0" and f"durable-echo/{clients}" in tp:
+            durable = tp[f"durable-echo/{clients}"]["msgs_per_s"]
+            out.append(
+                (
+                    f"{name}: msgs/s vs committing echo",
+                    value["msgs_per_s"],
+                    "msg/s",
+                    value["msgs_per_s"] / durable,
+                    "committing echo",
+                )
+            )
         if kind == "manager" and rest[0] != "0":
             empty = tp[f"manager/0/{clients}"]["msgs_per_s"]
             out.append(
@@ -216,6 +229,14 @@ def report(figures: dict) -> str:
     lines.append("targets:")
     for name, met, value in targets(figures):
         lines.append(f"  {'met    ' if met else 'NOT MET'}  {name:<44} {value}")
+    tp = figures["throughput"]
+    if "durable-echo/8" in tp:
+        durable = tp["durable-echo/8"]["msgs_per_s"]
+        lines.append(
+            "  (8 clients: the echo committing each batch reaches"
+            f" {durable / tp['echo/8']['msgs_per_s']:.0%} of the echo,"
+            f" the manager {tp['manager/0/8']['msgs_per_s'] / durable:.0%} of that echo)"
+        )
     return "\n".join(lines)
 
 

@@ -20,17 +20,20 @@ def throughput(root: Path, sizes: list[int], clients: list[int], seconds: float)
     """Manager messages/s and latency per checklist size and client count, and the echo.
 
     Messages are written as a nowcastkit worker writes them; ``manager-yaml/0/8``
-    is 8 clients sending block YAML, as reference-design workers do.
+    is 8 clients sending block YAML, as reference-design workers do. The durable
+    echo commits each batch before answering it, as the manager must: the limit of
+    any manager that keeps its promise on this machine.
     """
     figures: dict = {}
-    raw = RawSystem(root / "echo")
-    try:
-        raw.start_echo()
-        load.drive(raw.workers_port, 1, count=200)  # warm-up
-        for n in clients:
-            figures[f"echo/{n}"] = load.drive(raw.workers_port, n, seconds=seconds)
-    finally:
-        raw.stop()
+    for kind, durable in (("echo", False), ("durable-echo", True)):
+        raw = RawSystem(root / kind)
+        try:
+            raw.start_echo(durable)
+            load.drive(raw.workers_port, 1, count=200)  # warm-up
+            for n in clients:
+                figures[f"{kind}/{n}"] = load.drive(raw.workers_port, n, seconds=seconds)
+        finally:
+            raw.stop()
     for size in sizes:
         system = NowcastSystem(root / f"throughput-{size}", checklist_keys=size).start()
         try:

@@ -257,8 +257,12 @@ class RawSystem:
         match = wait_for_line(folder / "relay.log", r"ports (\d+) (\d+)", relay)
         self.workers_port, self.manager_port = int(match[1]), int(match[2])
 
-    def start_echo(self) -> None:
+    def start_echo(self, durable: bool = False) -> None:
+        """The echo behind the relay; *durable*: each batch committed to SQLite first."""
         argv = [sys.executable, str(RAW), "echo", str(self.manager_port)]
+        if durable:
+            argv[2:3] = ["durable-echo"]
+            argv.append(str(self.folder / "durable-echo.sqlite"))
         self.procs.append(spawn(argv, self.folder, "echo.log"))
 
     def run_chain(self, steps: int, timeout: float = 120) -> list[float]:

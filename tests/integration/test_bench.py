@@ -32,7 +32,7 @@ def test_quick_bench_emits_every_figure(tmp_path):
     figures = json.loads(out.read_text())
     throughput = figures["throughput"]
     keys = [f"manager/{k}/{n}" for k in (0, 1000, 5000) for n in (1, 8)]
-    for key in ["echo/1", "echo/8", "manager-yaml/0/8", *keys]:
+    for key in ["echo/1", "echo/8", "durable-echo/1", "durable-echo/8", "manager-yaml/0/8", *keys]:
         assert set(throughput[key]) >= {"msgs_per_s", "p50_ms", "p99_ms"}, key
         assert throughput[key]["msgs_per_s"] > 0, key
     for section, names in FIGURES.items():
