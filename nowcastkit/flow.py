@@ -1,9 +1,9 @@
 """The system's flow: the user's ``next_workers`` module and race-condition groups.
 
 The module is found once on the import path (with the config file's folder
-first on it) and compiled from its source whenever the file changes, so an
-edit takes effect on the next message without a manager restart and without
-stale bytecode. ``after_<worker>(msg, config, checklist)`` returns the workers
+first on it) and compiled from its source whenever the file changes (the
+manager looks once per batch of messages), so an edit takes effect on the next
+message without a manager restart and without stale bytecode. ``after_<worker>(msg, config, checklist)`` returns the workers
 to launch. It may return ``(workers, {names})`` instead: the workers launch at
 once, and whatever the named workers' own ``after_`` functions return is held
 until every named worker has reported, then launched together.
@@ -11,13 +11,14 @@ until every named worker has reported, then launched together.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import sys
 import traceback
 import types
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ class Flow:
     _source: Path | None = None
     _stamp: tuple | None = None
     _error: FlowError | None = None
+    _checked: bool = False
 
     @property
     def error(self) -> FlowError | None:
@@ -59,8 +61,20 @@ class Flow:
     def source(self) -> Path | None:
         return self._source
 
+    @contextlib.contextmanager
+    def checked_once(self) -> Iterator[None]:
+        """Check the file once now, not on every call within: for a batch of messages."""
+        self.refresh()
+        self._checked = True
+        try:
+            yield
+        finally:
+            self._checked = False
+
     def refresh(self, force: bool = False) -> None:
         """Recompile the module if its file changed; remember a failure to report it."""
+        if self._checked and not force:
+            return
         try:
             source = self._source or _find_source(self.module_name, self.search_path)
             stat = os.stat(source)

@@ -63,7 +63,7 @@ def answer(manager: Manager, requests: list[list[bytes]]) -> tuple[list[list[byt
     """Reply frames for each request, in order, and the runs to start; all committed at once."""
     replies, launches = [], []
     try:
-        with atomic(manager.store, manager.changes):
+        with manager.flow.checked_once(), atomic(manager.store, manager.changes):
             for request in requests:
                 try:
                     reply, more = handle(manager, request)

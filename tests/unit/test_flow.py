@@ -159,6 +159,20 @@ def test_edit_takes_effect_on_next_call(tmp_path):
     assert report(flow, "sleep") == ["workers.awaken"]
 
 
+def test_a_batch_checks_the_file_once_and_the_next_batch_sees_an_edit(tmp_path):
+    flow = make_flow(tmp_path, "def after_sleep(msg, config, checklist):\n    return []\n")
+    with flow.checked_once():
+        assert report(flow, "sleep") == []
+        (tmp_path / "next_workers.py").write_text(
+            "from nowcastkit import NextWorker\n\n"
+            "def after_sleep(msg, config, checklist):\n"
+            "    return [NextWorker('workers.awaken')]\n"
+        )
+        assert report(flow, "sleep") == []  # messages of the same batch: one module
+    with flow.checked_once():
+        assert report(flow, "sleep") == ["workers.awaken"]
+
+
 def test_unchanged_file_is_not_recompiled(tmp_path):
     flow = make_flow(tmp_path, RACE_FLOW)
     module = flow.module
