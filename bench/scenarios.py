@@ -20,9 +20,9 @@ def throughput(root: Path, sizes: list[int], clients: list[int], seconds: float)
     """Manager messages/s and latency per checklist size and client count, and the echo.
 
     Messages are written as a nowcastkit worker writes them; ``manager-yaml/0/8``
-    is 8 clients sending block YAML, as reference-design workers do. The durable
-    echo commits each batch before answering it, as the manager must: the limit of
-    any manager that keeps its promise on this machine.
+    is 8 clients sending block YAML, as reference-design workers do. The committing
+    echo (``durable-echo/N``) commits each batch before answering it, as the manager
+    must: the limit of any manager that keeps that promise on this machine.
     """
     figures: dict = {}
     for kind, durable in (("echo", False), ("durable-echo", True)):

@@ -3,10 +3,11 @@
 The module is found once on the import path (with the config file's folder
 first on it) and compiled from its source whenever the file changes (the
 manager looks once per batch of messages), so an edit takes effect on the next
-message without a manager restart and without stale bytecode. ``after_<worker>(msg, config, checklist)`` returns the workers
-to launch. It may return ``(workers, {names})`` instead: the workers launch at
-once, and whatever the named workers' own ``after_`` functions return is held
-until every named worker has reported, then launched together.
+message without a manager restart and without stale bytecode.
+``after_<worker>(msg, config, checklist)`` returns the workers to launch. It may
+return ``(workers, {names})`` instead: the workers launch at once, and whatever
+the named workers' own ``after_`` functions return is held until every named
+worker has reported, then launched together.
 """
 
 from __future__ import annotations
