@@ -259,10 +259,11 @@ class RawSystem:
 
     def start_echo(self, durable: bool = False) -> None:
         """The echo behind the relay; *durable*: each batch committed to SQLite first."""
-        argv = [sys.executable, str(RAW), "echo", str(self.manager_port)]
         if durable:
-            argv[2:3] = ["durable-echo"]
-            argv.append(str(self.folder / "durable-echo.sqlite"))
+            db = self.folder / "durable-echo.sqlite"
+            argv = [sys.executable, str(RAW), "durable-echo", str(self.manager_port), str(db)]
+        else:
+            argv = [sys.executable, str(RAW), "echo", str(self.manager_port)]
         self.procs.append(spawn(argv, self.folder, "echo.log"))
 
     def run_chain(self, steps: int, timeout: float = 120) -> list[float]:
