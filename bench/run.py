@@ -66,7 +66,15 @@ def measure(root: Path, p: dict) -> dict:
     return figures
 
 
-def rows(f: dict) -> list[tuple[str, float, str, float | None, str]]:
+Row = tuple[str, float, str, float | None, str]
+
+
+def row(name: str, value: float, unit: str, base: float | None = None, against: str = "") -> Row:
+    """A table row: the figure, and its ratio to *base* (named *against*) when there is one."""
+    return (name, value, unit, None if base is None else value / base, against)
+
+
+def rows(f: dict) -> list[Row]:
     """(figure, value, unit, ratio, baseline the ratio is against)."""
     out = []
     tp = f["throughput"]
@@ -80,115 +88,42 @@ def rows(f: dict) -> list[tuple[str, float, str, float | None, str]]:
             "manager": f"manager, {rest[0]} keys, {clients} clients",
             "manager-yaml": f"manager, {rest[0]} keys, {clients} clients, YAML msgs",
         }[kind]
-        out.append(
-            (
-                f"{name}: msgs/s",
-                value["msgs_per_s"],
-                "msg/s",
-                value["msgs_per_s"] / echo["msgs_per_s"],
-                "echo",
-            )
-        )
-        out.append(
-            (f"{name}: p50", value["p50_ms"], "ms", value["p50_ms"] / echo["p50_ms"], "echo")
-        )
-        out.append(
-            (f"{name}: p99", value["p99_ms"], "ms", value["p99_ms"] / echo["p99_ms"], "echo")
-        )
-        if kind.startswith("manager") and rest[0] == "0" and f"durable-echo/{clients}" in tp:
-            durable = tp[f"durable-echo/{clients}"]["msgs_per_s"]
+        rate = value["msgs_per_s"]
+        out.append(row(f"{name}: msgs/s", rate, "msg/s", echo["msgs_per_s"], "echo"))
+        for p in ("p50", "p99"):
+            out.append(row(f"{name}: {p}", value[f"{p}_ms"], "ms", echo[f"{p}_ms"], "echo"))
+        durable = tp.get(f"durable-echo/{clients}")
+        if kind.startswith("manager") and rest[0] == "0" and durable:
             out.append(
-                (
-                    f"{name}: msgs/s vs committing echo",
-                    value["msgs_per_s"],
-                    "msg/s",
-                    value["msgs_per_s"] / durable,
-                    "committing echo",
-                )
-            )
+                row(f"{name}: msgs/s vs committing echo", rate, "msg/s",
+                    durable["msgs_per_s"], "committing echo")
+            )  # fmt: skip
         if kind == "manager" and rest[0] != "0":
             empty = tp[f"manager/0/{clients}"]["msgs_per_s"]
-            out.append(
-                (
-                    f"{name}: msgs/s vs empty checklist",
-                    value["msgs_per_s"],
-                    "msg/s",
-                    value["msgs_per_s"] / empty,
-                    "0 keys",
-                )
-            )
-    ch = f["chain"]
+            out.append(row(f"{name}: msgs/s vs empty checklist", rate, "msg/s", empty, "0 keys"))
+    ch, im, st, sc, cr, me = (
+        f[k] for k in ("chain", "imports", "startup", "scheduler", "crash", "memory")
+    )
     pass_ms = ch["python_pass_ms"]
-    out.append(("chain hop", ch["hop_ms"], "ms", ch["hop_ms"] / ch["raw_hop_ms"], "raw worker"))
-    out.append(
-        ("chain hop", ch["hop_ms"], "ms", ch["hop_ms"] / ch["python_pass_ms"], "python -c pass")
-    )
-    out.append(
-        (
-            "raw pyzmq+yaml worker hop",
-            ch["raw_hop_ms"],
-            "ms",
-            ch["raw_hop_ms"] / ch["python_pass_ms"],
-            "python -c pass",
-        )
-    )
-    out.append(("python -c pass", ch["python_pass_ms"], "ms", None, ""))
-    im = f["imports"]
-    out.append(("import: nowcastkit beyond pyzmq+yaml", im["beyond_ms"], "ms", None, ""))
-    out.append(
-        (
-            "worker --help wall",
-            im["wall_ms"],
-            "ms",
-            im["wall_ms"] / im["base_wall_ms"],
-            "import zmq,yaml",
-        )
-    )
-    st = f["startup"]
-    out.append(
-        (
-            "broker spawn to listening",
-            st["broker_ms"],
-            "ms",
-            st["broker_ms"] / pass_ms,
-            "python -c pass",
-        )
-    )
-    out.append(
-        (
-            "manager spawn to listening",
-            st["manager_ms"],
-            "ms",
-            st["manager_ms"] / pass_ms,
-            "python -c pass",
-        )
-    )
-    sc = f["scheduler"]
-    out.append(("scheduler fire delay median", sc["median_ms"], "ms", None, ""))
-    out.append(("scheduler fire delay max", sc["max_ms"], "ms", None, ""))
-    out.append(
-        (
-            "scheduled worker start delay median",
-            sc["worker_start_median_ms"],
-            "ms",
-            sc["worker_start_median_ms"] / pass_ms,
-            "python -c pass",
-        )
-    )
-    cr = f["crash"]
-    out.append(("crash detection median", cr["median_ms"], "ms", None, ""))
-    out.append(("crash detection max", cr["max_ms"], "ms", None, ""))
-    me = f["memory"]
-    out.append(("manager RSS before", me["before_mib"], "MiB", None, ""))
-    out.append(
-        (
-            f"manager RSS after {me['messages']:,} msgs",
-            me["after_mib"],
-            "MiB",
-            me["after_mib"] / me["before_mib"],
-            "before",
-        )
-    )
+    out += [
+        row("chain hop", ch["hop_ms"], "ms", ch["raw_hop_ms"], "raw worker"),
+        row("chain hop", ch["hop_ms"], "ms", pass_ms, "python -c pass"),
+        row("raw pyzmq+yaml worker hop", ch["raw_hop_ms"], "ms", pass_ms, "python -c pass"),
+        row("python -c pass", pass_ms, "ms"),
+        row("import: nowcastkit beyond pyzmq+yaml", im["beyond_ms"], "ms"),
+        row("worker --help wall", im["wall_ms"], "ms", im["base_wall_ms"], "import zmq,yaml"),
+        row("broker spawn to listening", st["broker_ms"], "ms", pass_ms, "python -c pass"),
+        row("manager spawn to listening", st["manager_ms"], "ms", pass_ms, "python -c pass"),
+        row("scheduler fire delay median", sc["median_ms"], "ms"),
+        row("scheduler fire delay max", sc["max_ms"], "ms"),
+        row("scheduled worker start delay median", sc["worker_start_median_ms"], "ms",
+            pass_ms, "python -c pass"),
+        row("crash detection median", cr["median_ms"], "ms"),
+        row("crash detection max", cr["max_ms"], "ms"),
+        row("manager RSS before", me["before_mib"], "MiB"),
+        row(f"manager RSS after {me['messages']:,} msgs", me["after_mib"], "MiB",
+            me["before_mib"], "before"),
+    ]  # fmt: skip
     return out
 
 
