@@ -40,6 +40,11 @@ _MAX_DEPTH = 200
 # text with no more of them than _MAX_DEPTH cannot nest deeper, and the event walk,
 # which costs as much as the load itself, is only needed for the rare text with more.
 _COLLECTION_MARKS = "[{-:?"
+_TOO_DEEP = f"message is nested deeper than {_MAX_DEPTH} levels"
+# Since PyYAML 6.0.4, libyaml stops at a nesting depth of its own (1,000), and its
+# scanner, reading ahead of the events, can reach that limit before the event walk
+# reaches ours: both mean the one thing, so both get the one error.
+_LIBYAML_TOO_DEEP = "maximum nesting depth"
 
 
 class Message:
@@ -128,6 +133,8 @@ class Message:
             body = _read(text)
         except yaml.YAMLError as err:
             problem = getattr(err, "problem", None) or type(err).__name__
+            if _LIBYAML_TOO_DEEP in problem:
+                raise MessageError(_TOO_DEEP) from None
             raise MessageError(f"message is not valid YAML: {problem}") from None
         except ValueError as err:  # e.g. a NUL byte in the frame
             raise MessageError(f"message is not valid YAML: {err}") from None
@@ -155,12 +162,12 @@ def _read(text: str) -> Any:
         try:
             body = codec.decode_json(text)
         except RecursionError:
-            raise MessageError(f"message is nested deeper than {_MAX_DEPTH} levels") from None
+            raise MessageError(_TOO_DEEP) from None
         except ValueError:
             pass
         else:
             if text.count("[") + text.count("{") > _MAX_DEPTH and _depth(body) > _MAX_DEPTH:
-                raise MessageError(f"message is nested deeper than {_MAX_DEPTH} levels")
+                raise MessageError(_TOO_DEEP)
             return body
     _check_depth(text)
     return yaml.load(text, Loader=yaml.CSafeLoader)
@@ -188,7 +195,7 @@ def _check_depth(text: str) -> None:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > _MAX_DEPTH:
-                raise MessageError(f"message is nested deeper than {_MAX_DEPTH} levels")
+                raise MessageError(_TOO_DEEP)
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 

@@ -126,7 +126,8 @@ def test_unregistered_message_type(running_system, msg_type):
         ([b"\xff\xfe\x00\x80\x81junk"], "not UTF-8"),
         ([b"source: sleep\x00\n"], "not valid YAML"),
         ([b"source: sleep\ntype: success\npayload: null\n", b"second frame"], "has 2 frames"),
-        ([b"[" * 100_000], "nested deeper than"),
+        ([b"[" * 100_000], "nested deeper than 200 levels"),
+        ([b"- " * 2_000 + b"x"], "nested deeper than 200 levels"),
     ],
     ids=[
         "not-yaml",
@@ -140,6 +141,7 @@ def test_unregistered_message_type(running_system, msg_type):
         "nul-byte",
         "multi-frame",
         "deeply-nested",
+        "deeper-than-libyaml-allows",
     ],
 )
 def test_malformed_frame_gets_error_reply_then_next_message_is_served(

@@ -95,11 +95,31 @@ def test_any_bytes_decode_or_raise_message_error(frame):
     assert isinstance(msg.type, str)
 
 
-@pytest.mark.parametrize("frame", [b"[" * 100_000, b"- " * 100_000, b"{a: " * 50_000])
-def test_deeply_nested_frame_is_refused_not_fatal(frame):
-    # Before the depth check, libyaml's composer overflowed the C stack on these.
-    with pytest.raises(MessageError, match="nested deeper than"):
-        Message.deserialize(frame)
+def _nested(kind: str, depth: int) -> bytes:
+    if kind == "flow":
+        return b"[" * depth + b"]" * depth
+    if kind == "block sequence":
+        return b"- " * depth + b"x"
+    if kind == "block mapping":
+        return b"".join(b" " * level + b"a:\n" for level in range(depth))
+    return b"{a: " * depth  # unclosed flow mappings
+
+
+_KINDS = ["flow", "block sequence", "block mapping", "open flow"]
+_DEPTHS = [201, 999, 1_001, 5_000, 100_000]
+
+
+@pytest.mark.parametrize(
+    ("kind", "depth"),
+    # An indented mapping 100,000 deep would be a 5 GB frame, far over any frame cap.
+    [(k, d) for k in _KINDS for d in _DEPTHS if (k, d) != ("block mapping", 100_000)],
+)
+def test_deeply_nested_frame_is_refused_not_fatal(kind, depth):
+    # Depths on both sides of libyaml's own limit (1,000 since PyYAML 6.0.4; none
+    # before): whichever layer notices, the sender is told the one limit.
+    # Before any depth check, libyaml's composer overflowed the C stack on these.
+    with pytest.raises(MessageError, match=r"^message is nested deeper than 200 levels$"):
+        Message.deserialize(_nested(kind, depth))
 
 
 def test_reasonably_nested_payload_round_trips():
