@@ -249,7 +249,9 @@ class System:
     def close(self) -> None:
         for process in reversed(self.processes):
             process.stop()
-        self.context.term()
+        # destroy, not term: a socket a failed test left open would block term forever,
+        # in C, where the test timeout cannot reach it.
+        self.context.destroy(linger=0)
 
 
 @pytest.fixture
