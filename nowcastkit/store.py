@@ -28,6 +28,7 @@ import attrs
 from nowcastkit import codec
 
 __all__ = [
+    "BY_HAND",
     "Run",
     "Store",
     "add_run",
@@ -45,10 +46,13 @@ __all__ = [
     "save_groups",
     "set_meta",
     "set_run_pid",
+    "state_paths",
     "transaction",
     "unfinished_runs",
 ]
 
+#: The module recorded for a run that a person started by hand.
+BY_HAND = "(run by hand)"
 SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,6 +70,13 @@ CREATE TABLE IF NOT EXISTS race_groups (
     id INTEGER PRIMARY KEY, waiting TEXT NOT NULL, held TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checklist (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+def state_paths(config: Any) -> tuple[Path, Path]:
+    """The store file and the folder of per-run logs (default: beside the checklist)."""
+    folder = Path(config["checklist file"]).parent
+    store = Path(config.get("state file") or folder / "nowcast_state.sqlite")
+    return store, Path(config.get("run logs") or folder / "runs")
 
 
 @attrs.frozen

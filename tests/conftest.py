@@ -16,6 +16,8 @@ import pytest
 import yaml
 import zmq
 
+from nowcastkit import control
+
 REPO = Path(__file__).resolve().parents[1]
 
 NEXT_WORKERS = """\
@@ -194,15 +196,7 @@ class System:
 
     def control(self, request: dict, timeout: float = 5.0) -> dict:
         """Send one request to the manager's control socket; return its answer."""
-        sock = self.context.socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(f"tcp://127.0.0.1:{self.config['zmq']['ports']['control']}")
-        try:
-            sock.send(yaml.safe_dump(request).encode())
-            assert sock.poll(timeout * 1000), f"no control reply to {request!r} within {timeout}s"
-            return yaml.safe_load(sock.recv())
-        finally:
-            sock.close()
+        return control.ask(control.control_endpoint(self.config), request, timeout)
 
     def spawn(self, name: str, *argv: str) -> Process:
         log_path = self.folder / f"{name}-{len(self.processes)}.log"

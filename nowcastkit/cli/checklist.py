@@ -20,9 +20,8 @@ import yaml
 from nowcastkit import checklist as checklist_file
 from nowcastkit.cli.output import dump_json, local_time
 from nowcastkit.config import load_config
+from nowcastkit.control import ManagerUnreachable, ask, control_endpoint
 from nowcastkit.errors import NowcastkitError
-from nowcastkit.manager.control import ManagerUnreachable, ask
-from nowcastkit.manager.loop import control_endpoint
 
 __all__ = ["POSITIONALS", "add_arguments", "run"]
 

@@ -20,8 +20,6 @@ from nowcastkit import store as st
 from nowcastkit.cli.output import dump_json, duration, iso, local_time, table
 from nowcastkit.config import Config, load_config
 from nowcastkit.errors import NowcastkitError
-from nowcastkit.manager.dispatch import BY_HAND
-from nowcastkit.manager.recovery import state_paths
 
 __all__ = ["add_arguments", "log_file", "open_history", "outcome", "parse_date", "run"]
 
@@ -78,7 +76,7 @@ def parse_date(text: str, option: str, end_of_day: bool = False) -> float:
 
 def open_history(config: Config) -> st.Store | None:
     """The manager's store opened read-only, or None when no manager has made one yet."""
-    path = state_paths(config)[0]
+    path = st.state_paths(config)[0]
     try:
         return st.open_read_only(path)
     except FileNotFoundError:
@@ -100,9 +98,9 @@ def log_file(config: Config, r: st.Run) -> str:
     """The run's own log file; runs started by hand have none."""
     if r.log_path:
         return r.log_path
-    if r.module == BY_HAND:
+    if r.module == st.BY_HAND:
         return ""
-    return str(Path(state_paths(config)[1]) / f"{r.worker}-{r.run_id}.log")
+    return str(Path(st.state_paths(config)[1]) / f"{r.worker}-{r.run_id}.log")
 
 
 def as_dict(config: Config, r: st.Run) -> dict:

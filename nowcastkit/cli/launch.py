@@ -18,9 +18,8 @@ import argparse
 
 from nowcastkit.cli.output import dump_json
 from nowcastkit.config import load_config
+from nowcastkit.control import ask, control_endpoint
 from nowcastkit.errors import ConfigError, NowcastkitError
-from nowcastkit.manager.control import ask
-from nowcastkit.manager.loop import control_endpoint
 
 __all__ = ["POSITIONALS", "add_arguments", "run"]
 

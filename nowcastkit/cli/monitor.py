@@ -26,7 +26,7 @@ import zmq
 
 from nowcastkit.cli.output import dump_json, local_time
 from nowcastkit.config import load_config
-from nowcastkit.manager.events import HELLO_PREFIX, monitor_endpoint
+from nowcastkit.control import HELLO_PREFIX, monitor_endpoint
 
 __all__ = ["add_arguments", "describe", "run"]
 

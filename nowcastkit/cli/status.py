@@ -28,9 +28,8 @@ from nowcastkit import store as st
 from nowcastkit.cli.history import open_history, outcome
 from nowcastkit.cli.output import dump_json, duration, iso, local_time, table
 from nowcastkit.config import Config, load_config
+from nowcastkit.control import ManagerUnreachable, ask, control_endpoint
 from nowcastkit.errors import NowcastkitError
-from nowcastkit.manager.control import ManagerUnreachable, ask
-from nowcastkit.manager.loop import control_endpoint
 
 __all__ = ["add_arguments", "circus_endpoint", "run"]
 

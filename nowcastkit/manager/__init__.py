@@ -12,6 +12,6 @@ nothing: see :mod:`nowcastkit.manager.recovery`.
 """
 
 from nowcastkit.manager.dispatch import MANAGER_REPLIES, Manager, handle
-from nowcastkit.manager.loop import control_endpoint, main
+from nowcastkit.manager.loop import main
 
-__all__ = ["MANAGER_REPLIES", "Manager", "control_endpoint", "handle", "main"]
+__all__ = ["MANAGER_REPLIES", "Manager", "handle", "main"]

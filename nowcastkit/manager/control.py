@@ -1,4 +1,4 @@
-"""The control socket's read-only commands, and ``ask``: the client side for the tools.
+"""The control socket's read-only commands; the tools ask them through :mod:`nowcastkit.control`.
 
     ask(control_endpoint(config), {"command": "status"})   # pid, start, runs, race groups
     ask(control_endpoint(config), {"command": "checklist", "keys": ["sleepyhead"]})
@@ -13,20 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-import yaml
-import zmq
-
 from nowcastkit import store as st
-from nowcastkit.errors import NowcastkitError
 from nowcastkit.manager.dispatch import Manager
 
-__all__ = ["COMMANDS", "ManagerUnreachable", "ask", "checklist", "status"]
-
-
-class ManagerUnreachable(NowcastkitError):
-    """The manager's control socket gave no answer in time."""
-
-    exit_status = 1
+__all__ = ["COMMANDS", "checklist", "status"]
 
 
 def status(manager: Manager, request: dict) -> dict:
@@ -65,21 +55,3 @@ def checklist(manager: Manager, request: dict) -> dict:
 
 
 COMMANDS: dict[str, Callable[[Manager, dict], dict]] = {"status": status, "checklist": checklist}
-
-
-def ask(endpoint: str, request: dict, timeout: float = 3.0) -> dict:
-    """Send *request* to the control socket at *endpoint*; raise ManagerUnreachable if silent."""
-    context = zmq.Context.instance()
-    sock = context.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    try:
-        sock.connect(endpoint)
-        sock.send(yaml.dump(request, Dumper=yaml.CSafeDumper).encode())
-        if not sock.poll(int(timeout * 1000)):
-            raise ManagerUnreachable(f"manager: no answer on {endpoint} within {timeout:g}s")
-        reply = yaml.load(sock.recv(), Loader=yaml.CSafeLoader)
-    finally:
-        sock.close()
-    if not isinstance(reply, dict):
-        raise NowcastkitError(f"manager: unexpected control reply {reply!r}")
-    return reply

@@ -30,7 +30,6 @@ from nowcastkit.message import Message
 from nowcastkit.next_worker import NextWorker
 
 __all__ = [
-    "BY_HAND",
     "DEFAULT_CHECKLIST_WRITE_DELAY",
     "MANAGER_REPLIES",
     "Launch",
@@ -53,8 +52,6 @@ MANAGER_REPLIES = {
     "checklist key not found": "ERROR - requested checklist key not found",
     "manager error": "ERROR - manager failed to handle the message",
 }
-#: The module recorded for a run that a person started by hand.
-BY_HAND = "(run by hand)"
 #: Seconds between checklist file writes while messages keep changing it.
 DEFAULT_CHECKLIST_WRITE_DELAY = 1.0
 _NOT_MESSAGE_TYPES = frozenset(("checklist key", "timeout"))
@@ -102,10 +99,6 @@ class Manager:
     def checklist_write_delay(self) -> float:
         delay = self.config.get("checklist write delay")
         return DEFAULT_CHECKLIST_WRITE_DELAY if delay is None else float(delay)
-
-    def words(self, reply_type: str) -> str:
-        configured = self.config["message registry"].get("manager") or {}
-        return configured.get(reply_type) or MANAGER_REPLIES.get(reply_type, "")
 
 
 def handle(manager: Manager, frames: list[bytes]) -> tuple[list[bytes], list[Launch]]:
@@ -198,7 +191,7 @@ def _hello(manager: Manager, msg: Message) -> Message:
     run_id = run_control.new_run_id()
     host = msg.host or "unknown"
     with atomic(manager.store, manager.changes):
-        st.add_run(manager.store, st.Run(run_id, msg.source, BY_HAND, host=host, pid=msg.pid))
+        st.add_run(manager.store, st.Run(run_id, msg.source, st.BY_HAND, host=host, pid=msg.pid))
         if host == manager.host:
             worker = NextWorker(msg.source)
             run_control.adopt(manager.runs, run_id, worker, msg.pid, Path(""), by_hand=True)

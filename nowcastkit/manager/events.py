@@ -25,23 +25,15 @@ import attrs
 import zmq
 
 from nowcastkit.config import Config
+from nowcastkit.control import HELLO_PREFIX, monitor_endpoint
 from nowcastkit.errors import ConfigError
 
-__all__ = ["HELLO_PREFIX", "Events", "monitor_endpoint"]
+__all__ = ["Events"]
 
 log = logging.getLogger("manager")
 
-#: Subscribing to this prefix plus a token gets one ``hello`` event back on that topic.
-HELLO_PREFIX = "-hello/"
 # Enough for a burst of a few hundred events; beyond it a slow monitor misses events.
 _SEND_HWM = 1000
-
-
-def monitor_endpoint(config: Config) -> str:
-    """Where the manager publishes its events: always loopback."""
-    ports = config["zmq"]["ports"]
-    port = ports.get("monitor", ports["manager"] + 3 if ports["manager"] else 0)
-    return f"tcp://127.0.0.1:{port}"
 
 
 @attrs.define(eq=False)

@@ -26,6 +26,7 @@ from nowcastkit import lifecycle
 from nowcastkit import runs as run_control
 from nowcastkit import store as st
 from nowcastkit.config import Config
+from nowcastkit.control import control_endpoint
 from nowcastkit.errors import ConfigError
 from nowcastkit.flow import Flow
 from nowcastkit.manager import batch, recovery
@@ -35,19 +36,12 @@ from nowcastkit.manager.launches import launch, on_exit
 from nowcastkit.manager.snapshot import flush_snapshot, save_snapshot
 from nowcastkit.next_worker import NextWorker
 
-__all__ = ["control_endpoint", "main"]
+__all__ = ["main"]
 
 log = logging.getLogger("manager")
 
 _PRUNE_EVERY = 3600.0
 _WATCH_ADOPTED = 0.5
-
-
-def control_endpoint(config: Config) -> str:
-    """Where the manager's control socket listens: always loopback."""
-    ports = config["zmq"]["ports"]
-    port = ports.get("control", ports["manager"] + 2 if ports["manager"] else 0)
-    return f"tcp://127.0.0.1:{port}"
 
 
 def _serve(config: Config, args: argparse.Namespace, watch: lifecycle.SignalWatch) -> None:

@@ -17,11 +17,11 @@ from nowcastkit import runs as run_control
 from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.flow import Flow, RaceGroup
-from nowcastkit.manager.dispatch import BY_HAND, Launch, Manager
+from nowcastkit.manager.dispatch import Launch, Manager
 from nowcastkit.manager.snapshot import save_snapshot
 from nowcastkit.next_worker import NextWorker
 
-__all__ = ["DEFAULT_KEEP_DAYS", "RECOVERY_GRACE", "prune", "start", "state_paths"]
+__all__ = ["DEFAULT_KEEP_DAYS", "RECOVERY_GRACE", "prune", "start"]
 
 log = logging.getLogger("manager")
 
@@ -30,18 +30,11 @@ DEFAULT_KEEP_DAYS = 60
 RECOVERY_GRACE = 3.0
 
 
-def state_paths(config: Config) -> tuple[Path, Path]:
-    """The store file and the folder of per-run logs (default: beside the checklist)."""
-    folder = Path(config["checklist file"]).parent
-    store = Path(config.get("state file") or folder / "nowcast_state.sqlite")
-    return store, Path(config.get("run logs") or folder / "runs")
-
-
 def start(config: Config, ignore_checklist: bool = False) -> tuple[Manager, list[Launch]]:
     """A manager with its state recovered, and the runs it must start now."""
     flow = Flow(config["message registry"]["next workers module"], Path(config.file).parent)
     flow.refresh()
-    store_path, run_logs = state_paths(config)
+    store_path, run_logs = st.state_paths(config)
     store = st.open_store(store_path)
     manager = Manager(config, flow, store, run_control.Runs(run_logs))
     _recover_checklist(manager, ignore_checklist)
@@ -85,7 +78,7 @@ def _recover_checklist(manager: Manager, ignore_checklist: bool) -> None:
 def _recover_runs(manager: Manager) -> list[Launch]:
     launches = []
     for run in st.unfinished_runs(manager.store):
-        by_hand = run.module == BY_HAND
+        by_hand = run.module == st.BY_HAND
         worker = NextWorker(run.worker if by_hand else run.module, run.args, run.host)
         log_path = manager.runs.log_dir / f"{worker.name}-{run.run_id}.log"
         pid = run.pid or run_control.find_pid(run.run_id)

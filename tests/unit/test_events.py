@@ -8,7 +8,8 @@ import pytest
 import zmq
 
 from nowcastkit.config import Config
-from nowcastkit.manager.events import HELLO_PREFIX, Events
+from nowcastkit.control import HELLO_PREFIX
+from nowcastkit.manager.events import Events
 from tests.conftest import wait_for
 
 

@@ -1,0 +1,114 @@
+"""The manager's loopback sockets, seen from outside: where they are and how to ask.
+
+    reply = ask(control_endpoint(config), {"command": "status"})
+    reply = ask(control_endpoint(config), {"command": "launch", "worker": "workers.sleep",
+                                           "id": "entry@2026-12-01T10:00:00+00:00"})
+
+The CLI, the scheduler and the tests all ask through :func:`ask`, and every
+failure to get an answer is one :class:`ManagerUnreachable`, so callers tell a
+silent manager from a refusal (``ok: false`` in the reply) in one way. Requests
+and replies are small YAML mappings. This module imports nothing of the
+manager, so the tools start without loading it.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import yaml
+import zmq
+
+from nowcastkit.config import Config
+from nowcastkit.errors import NowcastkitError
+from nowcastkit.lifecycle import SignalWatch
+
+__all__ = ["HELLO_PREFIX", "ManagerUnreachable", "ask", "control_endpoint", "monitor_endpoint"]
+
+#: Subscribing to this prefix plus a token gets one ``hello`` event back on that topic.
+HELLO_PREFIX = "-hello/"
+_STOP = frozenset((signal.SIGTERM, signal.SIGINT))
+
+
+class ManagerUnreachable(NowcastkitError):
+    """No usable answer from the manager's control socket: silent, unreadable, or interrupted."""
+
+    exit_status = 1
+
+    def __init__(self, text: str, *, silent: bool = False) -> None:
+        #: No answer came at all: asking again may help, unlike an unreadable answer.
+        self.silent = silent
+        super().__init__(text)
+
+
+def control_endpoint(config: Config) -> str:
+    """Where the manager's control socket listens: always loopback (default manager port + 2)."""
+    return _loopback(config, "control", 2)
+
+
+def monitor_endpoint(config: Config) -> str:
+    """Where the manager publishes its events: always loopback (default manager port + 3)."""
+    return _loopback(config, "monitor", 3)
+
+
+def _loopback(config: Config, name: str, offset: int) -> str:
+    ports = config["zmq"]["ports"]
+    port = ports.get(name, ports["manager"] + offset if ports["manager"] else 0)
+    return f"tcp://127.0.0.1:{port}"
+
+
+def ask(
+    endpoint: str,
+    request: dict,
+    timeout: float = 3.0,
+    *,
+    watch: SignalWatch | None = None,
+    context: zmq.Context | None = None,
+) -> dict:
+    """Send *request* on a fresh REQ socket and return the reply mapping.
+
+    Raises ManagerUnreachable when no reply comes within *timeout* seconds, the
+    reply is not a mapping, or (with *watch*) a SIGTERM/SIGINT arrives first.
+    """
+    sock = (context or zmq.Context.instance()).socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        try:
+            sock.connect(endpoint)
+            sock.send(yaml.dump(request, Dumper=yaml.CSafeDumper).encode())
+        except zmq.ZMQError as err:
+            raise ManagerUnreachable(f"manager: cannot ask on {endpoint}: {err}") from None
+        answer = _wait(sock, timeout, watch)
+        if answer is None:
+            raise ManagerUnreachable(
+                f"manager: no answer on {endpoint} within {timeout:g}s", silent=True
+            )
+    finally:
+        sock.close()
+    try:
+        reply = yaml.load(answer, Loader=yaml.CSafeLoader)
+    except (yaml.YAMLError, ValueError):
+        reply = None
+    if not isinstance(reply, dict):
+        raise ManagerUnreachable(f"manager: unreadable answer on {endpoint}: {answer[:200]!r}")
+    return reply
+
+
+def _wait(sock: zmq.Socket, timeout: float, watch: SignalWatch | None) -> bytes | None:
+    """The answer, or None when none came in *timeout* seconds."""
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    if watch is not None:
+        poller.register(watch, zmq.POLLIN)
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        ready = dict(poller.poll(int(left * 1000) + 1))
+        if sock in ready:
+            return sock.recv()
+        # A registered fd comes back as its number, not as the object.
+        if watch is not None and watch.fileno() in ready:
+            if _STOP & set(watch.pending):
+                raise ManagerUnreachable("stopping before the manager answered")
+            # Another signal (SIGHUP) waits for the caller's loop; stop polling its fd.
+            poller.unregister(watch)
+    return None
