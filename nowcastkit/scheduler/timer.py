@@ -24,15 +24,15 @@ import yaml
 from nowcastkit import checklist as checklist_file
 from nowcastkit import lifecycle, logs
 from nowcastkit.config import Config
+from nowcastkit.control import control_endpoint
 from nowcastkit.errors import NowcastkitError
-from nowcastkit.manager import control_endpoint
 from nowcastkit.next_worker import NextWorker
 from nowcastkit.scheduler.entries import WEEKDAYS, Entry, load_entries
 from nowcastkit.scheduler.fires import missed_run, next_fire, previous_fire
 from nowcastkit.scheduler.request import ManagerLauncher
 
-__all__ = ["STATE_FILE", "Launcher", "Timer", "build_jobs", "fire", "main", "reload", "start",
-           "step"]  # fmt: skip
+__all__ = ["STATE_FILE", "Launcher", "Timer", "build_jobs", "fire", "main", "reload",
+           "request_id", "start", "step"]  # fmt: skip
 
 # Named as operators know it from their log filters, not after the module path.
 log = logging.getLogger("scheduler")
@@ -42,8 +42,9 @@ STATE_FILE = "scheduler_state.yaml"
 # Wake at least this often so a stepped wall clock (NTP, suspend) is noticed.
 _MAX_SLEEP = 60.0
 
-#: Launches a worker and returns its run id; raises NowcastkitError when it could not.
-Launcher = Callable[[Config, NextWorker], str]
+#: Launches a worker for the request id given and returns its run id; raises
+#: NowcastkitError when it could not. The same request id launches once.
+Launcher = Callable[[Config, NextWorker, str], str]
 
 
 @attrs.define
@@ -144,7 +145,8 @@ def fire(timer: Timer, entry: Entry, due: dt.datetime, now: dt.datetime) -> None
     record = timer.state.setdefault(entry.identity, {"last fire": None})
     record["last due"] = _format_time(due)
     try:
-        run_id = timer.launcher(timer.config, NextWorker(entry.module, entry.args))
+        worker = NextWorker(entry.module, entry.args)
+        run_id = timer.launcher(timer.config, worker, request_id(entry, due))
     except NowcastkitError as err:
         # "last fire" stays at the last launch that happened.
         record["last error"] = f"{_format_time(now)}: {err}"
@@ -158,6 +160,16 @@ def fire(timer: Timer, entry: Entry, due: dt.datetime, now: dt.datetime) -> None
         _local(due, entry),
         (now - due).total_seconds(),
     )
+
+
+def request_id(entry: Entry, due: dt.datetime) -> str:
+    """The launch request's id for *entry*'s fire *due*: the same every time it is asked.
+
+    A scheduler killed after the manager launched a fire but before it saved its
+    state catches that fire up again on restart; the manager has seen the id and
+    answers with the run it already started.
+    """
+    return f"{entry.identity}@{_format_time(due)}"
 
 
 def reload(timer: Timer, now: dt.datetime, configure_logging: bool = True) -> bool:

@@ -15,6 +15,10 @@ import pytest
 import yaml
 from conftest import NEXT_WORKERS, Process, System, wait_for
 
+from nowcastkit import scheduler
+from nowcastkit.config import load_config
+from nowcastkit.scheduler.request import ManagerLauncher
+
 pytestmark = pytest.mark.timeout(40)
 
 # A worker that records when it started and its label, then reports to the manager.
@@ -255,3 +259,34 @@ def test_a_launch_request_asked_again_with_its_id_launches_once(running_system):
     manager.wait_for_line(r"launch request control-4c1d from scheduler was handled before")
     wait_for(lambda: manager.output().count("launching workers.sleep worker") == 2, "two launches")
     assert manager.output().count(f"run {first['run']}, pid") == 1
+
+
+def test_a_fire_caught_up_again_after_a_kill_before_the_state_was_saved_launches_once(
+    running_system,
+):
+    # The scheduler asked the manager to launch a fire, then was killed before its
+    # state file recorded it: on restart it catches the same fire up again.
+    running_system.config["scheduled workers"] = [
+        {"workers.sleep": {"every": "day", "at": "05:00", "catch up": "once",
+                           "cmd line opts": "--sleep-time 0"}},
+    ]  # fmt: skip
+    running_system.config["scheduler"] = {"timezone": "UTC"}
+    running_system.write_config()
+    state_path = running_system.folder / "scheduler_state.yaml"
+    identity = "workers.sleep every day at 05:00 (UTC) --sleep-time 0"
+    before_the_fire = {identity: {"last due": "2024-05-02T05:00:00+00:00"}}
+    now = dt.datetime(2024, 5, 3, 5, 0, 2, tzinfo=dt.UTC)
+    run_ids = []
+    for _restart in range(2):
+        state_path.write_text(yaml.safe_dump(before_the_fire))
+        launcher = ManagerLauncher()
+        try:
+            timer = scheduler.start(load_config(running_system.config_path), now, launcher)
+        finally:
+            launcher.close()
+        run_ids.append(timer.state[identity]["last run"])
+    assert run_ids[0] == run_ids[1] != "None"
+    manager = running_system.manager
+    manager.wait_for_line(r"was handled before; answering again")
+    wait_for(lambda: f"run {run_ids[0]}, pid" in manager.output(), "the launch")
+    assert manager.output().count("launching workers.sleep worker") == 1

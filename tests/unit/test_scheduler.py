@@ -397,13 +397,15 @@ def test_no_missed_run_without_state(tmp_path):
 @pytest.fixture
 def launches():
     """An in-memory launcher: records the workers and answers with a run id, as the manager."""
-    launched = []
+    launched, request_ids = [], []
 
-    def launch(config, worker):
+    def launch(config, worker, request_id):
         launched.append(worker)
+        request_ids.append(request_id)
         return f"run-{len(launched)}"
 
     launch.launched = launched
+    launch.request_ids = request_ids
     return launch
 
 
@@ -431,6 +433,21 @@ def test_restart_catches_up_once_and_never_doubles(tmp_path, launches):
     scheduler.start(config, utc(2024, 5, 3, 13), launches)
     assert len(launches.launched) == 1
     assert timer.state["once every day at 05:00 (UTC)"]["last run"] == "run-1"
+
+
+def test_a_fire_asks_with_the_same_request_id_however_often_it_is_asked(tmp_path, launches):
+    # A scheduler killed after the launch but before saving its state catches the
+    # fire up again: the same id lets the manager answer with the run it started.
+    config = load_config(catch_up_config(tmp_path))
+    scheduler.start(config, utc(2024, 5, 1, 12), launches)
+    state = (tmp_path / "scheduler_state.yaml").read_bytes()
+    for _restart in range(2):
+        (tmp_path / "scheduler_state.yaml").write_bytes(state)
+        scheduler.start(config, utc(2024, 5, 3, 12), launches)
+    assert launches.request_ids == ["once every day at 05:00 (UTC)@2024-05-03T05:00:00+00:00"] * 2
+    # The next day's fire is another launch.
+    scheduler.start(config, utc(2024, 5, 4, 12), launches)
+    assert launches.request_ids[2] == "once every day at 05:00 (UTC)@2024-05-04T05:00:00+00:00"
 
 
 def test_corrupt_state_means_no_catch_up(tmp_path, launches, caplog):
@@ -466,7 +483,7 @@ def test_step_launches_each_due_job_once(tmp_path, launches):
 def test_a_launch_the_manager_did_not_make_is_one_error_and_not_recorded_as_a_fire(
     tmp_path, caplog
 ):
-    def down(config, worker):
+    def down(config, worker, request_id):
         raise NowcastkitError("manager at tcp://127.0.0.1:4345 did not answer within 15s")
 
     path = write_config(tmp_path, [{"w": {"every": "10 seconds"}}], scheduler={"timezone": "UTC"})
