@@ -13,15 +13,12 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from nowcastkit.config import Config
-from nowcastkit.errors import ConfigError
-
-if TYPE_CHECKING:
-    import subprocess
+from nowcastkit.errors import ConfigError, NowcastkitError
 
 __all__ = ["NextWorker"]
 
@@ -61,12 +58,21 @@ class NextWorker:
             ) from None
         return ["ssh", self.host, python, "-m", self.module, config_file, *self.args]
 
-    def launch(self, config: Config, logger_name: str) -> subprocess.Popen:
-        """Start the worker and return its process; the caller reaps it."""
-        cmd = self.command(config)
-        log = logging.getLogger(logger_name)
-        log.info("launching %s worker on %s", self.module, self.host)
-        log.debug("%s", cmd)
-        import subprocess
+    def launch(self, config: Config, logger_name: str, timeout: float = 10.0) -> str:
+        """Have the manager launch this worker, as ``after_<worker>`` would; return the run id.
 
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        The reference design's API for a worker that starts another: here the run is
+        the manager's like any other (recorded, reaped, reported if it crashes).
+        Raises ManagerUnreachable when the manager does not answer, NowcastkitError
+        when it refuses.
+        """
+        from nowcastkit import control  # not at the top: after_ functions never need it
+
+        log = logging.getLogger(logger_name)
+        log.info("asking the manager to launch %s worker on %s", self.module, self.host)
+        request = {"command": "launch", "worker": self.module, "args": list(self.args),
+                   "host": self.host, "by": logger_name}  # fmt: skip
+        reply = control.ask(control.control_endpoint(config), request, timeout)
+        if reply.get("ok") is not True:
+            raise NowcastkitError(f"manager refused: {reply.get('error', 'no reason given')}")
+        return str(reply["run"])

@@ -6,6 +6,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,10 @@ import pytest
 import yaml
 import zmq
 from conftest import child_env, wait_for
+
+from nowcastkit import NextWorker, control
+from nowcastkit import store as st
+from nowcastkit.config import load_config
 
 RECORDING_NEXT_WORKERS = """\
 import time
@@ -315,3 +320,30 @@ def test_manager_killed_holding_a_message_a_plain_client_still_gets_its_answer(l
     plain.close()
     assert [c["type"] for c in calls(system)] == ["success"]
     system.broker.wait_for_line(r"manager disconnected; 1 unanswered requests will be resent")
+
+
+def test_next_worker_launch_from_a_worker_is_a_run_of_the_manager(lifecycle_system):
+    # The reference design's NextWorker.launch started an untracked process; here the
+    # manager launches it, so its outcome reaches after_<worker> and nothing is left unreaped.
+    system = lifecycle_system
+    system.start_broker()
+    system.start_manager()
+    config = load_config(system.config_path)
+    run_id = NextWorker("workers.sleep", args=["--sleep-time", "0"]).launch(config, "launcher")
+    pid = launched_pid(system, "workers.sleep")
+    (call,) = wait_for(lambda: calls(system), "after_sleep call", timeout=15)
+    assert (call["source"], call["type"]) == ("sleep", "success")
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the run reaped")
+    (run,) = st.history(st.open_read_only(st.state_paths(config)[0]), worker="sleep")
+    assert (run.run_id, run.outcome) == (run_id, "success")
+
+
+def test_next_worker_launch_says_so_when_the_manager_is_down(lifecycle_system):
+    system = lifecycle_system
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        system.config["zmq"]["ports"]["control"] = unused.getsockname()[1]
+    system.write_config()
+    config = load_config(system.config_path)
+    with pytest.raises(control.ManagerUnreachable, match=r"no answer on tcp://127\.0\.0\.1:\d+"):
+        NextWorker("workers.sleep").launch(config, "launcher", timeout=0.5)

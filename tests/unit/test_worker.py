@@ -54,14 +54,6 @@ def test_launch_command_is_config_python_module_config_file_args(config):
     ]
 
 
-def test_launch_runs_the_worker(config):
-    process = NextWorker("workers.sleep", args=["--sleep-time", "0", "--debug"]).launch(
-        config, "manager"
-    )
-    assert process.wait(30) == 0
-    assert process.args[:4] == [sys.executable, "-m", "workers.sleep", str(config.file)]
-
-
 def test_remote_host_without_config_is_a_config_error(config):
     with pytest.raises(ConfigError, match=r"run.enabled hosts.hpc: missing python"):
         NextWorker("workers.sleep", host="hpc").command(config)
