@@ -62,9 +62,10 @@ class Relay:
 
     Each request is tagged on its way out (the manager sees ``[tag, body]``
     after the REQ envelope); the tag stays in ``outstanding`` until the reply comes
-    back. When the manager's connection drops, every outstanding request goes
-    back into the backlog for the manager that connects next, which answers a
-    request it already handled from its store instead of handling it again.
+    back. When the manager's connection drops, and again when a manager connects,
+    every outstanding request goes back into the backlog, and the manager answers
+    a request it already handled from its store instead of handling it again; only
+    the first reply to a tag goes on to the worker.
     """
 
     instance: str = attrs.field(factory=lambda: uuid.uuid4().hex[:8])
@@ -89,16 +90,21 @@ class Relay:
                 return
             self.backlog.popleft()
 
-    def answer(self, frames: list[bytes]) -> list[bytes]:
-        """Strip the tag from the manager's reply; return the frames for the worker."""
+    def answer(self, frames: list[bytes]) -> list[bytes] | None:
+        """Strip the tag from the manager's reply; return the frames for the worker.
+
+        None for a tag already answered: a request sent twice is answered twice, and a
+        REQ socket would take the second reply for the answer to its next request.
+        """
         envelope, body = _split(frames)
         if len(body) >= 2:
-            self.outstanding.pop(body[0], None)
+            if self.outstanding.pop(body[0], None) is None:
+                return None
             body = body[1:]
         return [*envelope, b"", *body]
 
     def requeue(self) -> int:
-        """The manager went away: queue every unanswered request again."""
+        """A manager went away or came: queue every unanswered request again."""
         waiting = {id(frames) for frames in self.backlog}
         lost = [frames for frames in self.outstanding.values() if id(frames) not in waiting]
         self.backlog.extendleft(reversed(lost))
@@ -124,7 +130,10 @@ def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWat
     try:
         _bind(workers, config, "workers")
         _bind(manager, config, "manager")
-        events = manager.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        # ZeroMQ reports a disconnection before the socket drops the dead peer's pipe, so
+        # a request resent at once can still go down that pipe and be lost: the next
+        # manager's handshake (reported once its pipe is handed to the socket) resends it.
+        events = manager.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
         poller = zmq.Poller()
         poller.register(workers, zmq.POLLIN)
         poller.register(events, zmq.POLLIN)
@@ -135,12 +144,18 @@ def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWat
             if workers in ready:
                 relay.accept(workers.recv_multipart())
             if ready.get(manager, 0) & zmq.POLLIN:
-                workers.send_multipart(relay.answer(manager.recv_multipart()))
+                reply = relay.answer(manager.recv_multipart())
+                if reply is None:
+                    log.debug("second reply to a request dropped")
+                else:
+                    workers.send_multipart(reply)
             if events in ready:
-                recv_monitor_message(events)
+                event = recv_monitor_message(events)["event"]
                 if count := relay.requeue():
                     log.warning(
-                        "manager disconnected; %d unanswered requests will be resent", count
+                        "manager %s; %d unanswered requests will be resent",
+                        "disconnected" if event == zmq.EVENT_DISCONNECTED else "connected",
+                        count,
                     )
             relay.forward(manager)
             if watch.fileno() in ready or watch.pending:

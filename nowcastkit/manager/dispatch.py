@@ -141,8 +141,9 @@ def _reply_to(manager: Manager, msg: Message, tag: bytes) -> tuple[Message, list
     if msg.source not in workers:
         log.error("message from unregistered worker %r: (%s)", msg.source, msg.type)
         return _reply("unregistered worker", msg.source), []
+    key = msg.id or (f"broker-{tag.decode(errors='replace')}" if tag else None)
     if msg.type == "hello":
-        return _hello(manager, msg), []
+        return _hello(manager, msg, key), []
     registered = workers[msg.source]
     if msg.type not in registered or msg.type in _NOT_MESSAGE_TYPES:
         log.error("unregistered message type from %s: %r", msg.source, msg.type)
@@ -150,13 +151,19 @@ def _reply_to(manager: Manager, msg: Message, tag: bytes) -> tuple[Message, list
     log.debug("received message from %s: (%s) %s", msg.source, msg.type, registered[msg.type])
     if msg.type == "need":
         return _need(manager, msg), []
-    key = msg.id or (f"broker-{tag.decode(errors='replace')}" if tag else None)
-    if key and (first := st.handled_reply(manager.store, key)) is not None:
-        log.warning("%s: message %s was handled before; sending its reply again", msg.source, key)
-        return Message.deserialize(first), []
+    if (first := _first_reply(manager, msg, key)) is not None:
+        return first, []
     if msg.type == "clear checklist":
         return _clear_checklist(manager, msg, key), []
     return process(manager, msg, key)
+
+
+def _first_reply(manager: Manager, msg: Message, key: str | None) -> Message | None:
+    """The reply already sent for a message seen before (resent, or handed over again)."""
+    if key and (first := st.handled_reply(manager.store, key)) is not None:
+        log.warning("%s: message %s was handled before; sending its reply again", msg.source, key)
+        return Message.deserialize(first)
+    return None
 
 
 def _reply(reply_type: str, payload: object = None) -> Message:
@@ -184,14 +191,19 @@ def _need(manager: Manager, msg: Message) -> Message:
     return _reply("ack", manager.checklist[key])
 
 
-def _hello(manager: Manager, msg: Message) -> Message:
+def _hello(manager: Manager, msg: Message, key: str | None) -> Message:
     """A worker started by hand: record its run and watch its pid when it is on this host."""
     if msg.run or msg.pid is None:
         return _reply("ack")
+    if (first := _first_reply(manager, msg, key)) is not None:
+        return first  # one run per hello: a second would end as a crash
     run_id = run_control.new_run_id()
     host = msg.host or "unknown"
+    reply = _reply("ack", {"run": run_id})
     with atomic(manager.store, manager.changes):
         st.add_run(manager.store, st.Run(run_id, msg.source, st.BY_HAND, host=host, pid=msg.pid))
+        if key:
+            st.record_message(manager.store, key, msg.source, msg.type, _text(reply))
         if host == manager.host:
             worker = NextWorker(msg.source)
             run_control.adopt(manager.runs, run_id, worker, msg.pid, Path(""), by_hand=True)
@@ -199,7 +211,7 @@ def _hello(manager: Manager, msg: Message) -> Message:
     log.info(
         "%s worker started by hand on %s (pid %d) is run %s", msg.source, host, msg.pid, run_id
     )
-    return _reply("ack", {"run": run_id})
+    return reply
 
 
 def _clear_checklist(manager: Manager, msg: Message, key: str | None) -> Message:

@@ -144,3 +144,13 @@ def test_a_failed_commit_answers_every_request_with_an_error_and_keeps_memory_as
     assert stored(manager)[0] == manager.checklist == {
         "sleepyhead": {"n": 2}, "a": {"n": 1}, "c": {"n": 3},
     }  # fmt: skip
+
+
+def test_a_hello_the_broker_hands_over_again_records_one_run(manager):
+    # A worker run by hand on another host, so that no pid is watched here.
+    hello = [b"t1", Message("sleep", "hello", host="elsewhere", pid=4242).serialize().encode()]
+    first, _launches = answer(manager, [hello])
+    again, _launches = answer(manager, [hello, hello])
+    assert again == [first[0], first[0]]
+    assert Message.deserialize(first[0][1]).payload["run"]
+    assert [run.pid for run in state.unfinished_runs(manager.store)] == [4242]
