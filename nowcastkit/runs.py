@@ -37,6 +37,7 @@ __all__ = [
     "Runs",
     "adopt",
     "crash_message",
+    "deadline",
     "enforce_deadlines",
     "find_pid",
     "launch",
@@ -98,9 +99,7 @@ def launch(runs: Runs, worker: NextWorker, config: Config, run_id: str | None = 
             # must not kill a model run that is half done.
             start_new_session=True,
         )
-    timeout = _timeout(config, worker.name)
-    deadline = time.monotonic() + timeout if timeout else None
-    running = Running(run_id, worker, log_path, popen, popen.pid, deadline)
+    running = Running(run_id, worker, log_path, popen, popen.pid, deadline(config, worker.name))
     runs.active[run_id] = running
     return running
 
@@ -114,11 +113,13 @@ def adopt(
     *,
     by_hand: bool = False,
     grace: float = 0.0,
+    deadline: float | None = None,
 ) -> Running:
     """Watch a run this manager did not start (an earlier manager did, or a person), by pid."""
     running = Running(
-        run_id, worker, log_path, None, pid, by_hand=by_hand, not_before=time.monotonic() + grace
-    )
+        run_id, worker, log_path, None, pid, deadline, by_hand=by_hand,
+        not_before=time.monotonic() + grace,
+    )  # fmt: skip
     runs.active[run_id] = running
     return running
 
@@ -217,9 +218,15 @@ def _signal(running: Running, signum: int) -> None:
         os.killpg(running.pid, signum)
 
 
-def _timeout(config: Config, name: str) -> float | None:
+def deadline(config: Config, name: str, launched: float | None = None) -> float | None:
+    """The monotonic time a run of worker *name* launched at *launched* (epoch; default now)
+    is past its registry ``timeout``, or None when it has none."""
     entry = config["message registry"]["workers"].get(name)
-    return entry.get("timeout") if isinstance(entry, dict) else None
+    timeout = entry.get("timeout") if isinstance(entry, dict) else None
+    if not timeout:
+        return None
+    age = 0.0 if launched is None else max(0.0, time.time() - launched)
+    return time.monotonic() + timeout - age
 
 
 def _tail(path: Path) -> list[str]:

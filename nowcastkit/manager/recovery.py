@@ -92,9 +92,14 @@ def _recover_runs(manager: Manager) -> list[Launch]:
             continue
         alive = Path(f"/proc/{pid}").exists() if by_hand else run_control.is_alive(pid, run.run_id)
         grace = 0.0 if alive else RECOVERY_GRACE
-        run_control.adopt(
-            manager.runs, run.run_id, worker, pid, log_path, by_hand=by_hand, grace=grace
+        # A run's timeout counts from its launch, whichever manager launched it.
+        deadline = (
+            None if by_hand else run_control.deadline(manager.config, worker.name, run.launched)
         )
+        run_control.adopt(
+            manager.runs, run.run_id, worker, pid, log_path, by_hand=by_hand, grace=grace,
+            deadline=deadline,
+        )  # fmt: skip
         log.info(
             "%s worker run %s (pid %d) %s", worker.name, run.run_id, pid,
             "is still running; watching it again" if alive else "ended while the manager was down",

@@ -145,6 +145,32 @@ def test_a_worker_past_its_timeout_is_stopped_and_reported(lifecycle_system):
     assert crash["payload"]["signal"] == "SIGTERM"
 
 
+def test_a_run_recovered_after_a_manager_restart_keeps_its_timeout(lifecycle_system):
+    system = lifecycle_system
+    system.config["message registry"]["workers"]["sleep"]["timeout"] = 3
+    system.write_config()
+    system.start_broker()
+    system.start_manager()
+    answer = system.control(
+        {"command": "launch", "worker": "workers.sleep", "args": ["--sleep-time", "30"]}
+    )
+    launched = time.monotonic()
+    pid = launched_pid(system, "workers.sleep")
+    system.manager.popen.kill()
+    system.manager.popen.wait(5)
+    system.start_manager()
+    system.manager.wait_for_line(rf"run {answer['run']} \(pid {pid}\) is still running")
+    (crash,) = wait_for(lambda: calls(system), "after_sleep call", timeout=15)
+    # The deadline counts from the launch, not from the restart.
+    assert time.monotonic() - launched < 3 + 5
+    assert crash["type"] == "crash"
+    assert crash["payload"]["reason"] == "timeout"
+    # Not this manager's child, so its exit status is not known; it is gone (or a zombie
+    # left for init to reap).
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().rpartition(")")[2].split()[0] == "Z"
+
+
 def test_a_worker_run_by_hand_is_watched_by_pid(lifecycle_system):
     system = lifecycle_system
     system.start_broker()
