@@ -13,7 +13,6 @@ manager, so the tools start without loading it.
 
 from __future__ import annotations
 
-import signal
 import time
 
 import yaml
@@ -21,13 +20,12 @@ import zmq
 
 from nowcastkit.config import Config
 from nowcastkit.errors import NowcastkitError
-from nowcastkit.lifecycle import SignalWatch
+from nowcastkit.lifecycle import STOP, SignalWatch
 
 __all__ = ["HELLO_PREFIX", "ManagerUnreachable", "ask", "control_endpoint", "monitor_endpoint"]
 
 #: Subscribing to this prefix plus a token gets one ``hello`` event back on that topic.
 HELLO_PREFIX = "-hello/"
-_STOP = frozenset((signal.SIGTERM, signal.SIGINT))
 
 
 class ManagerUnreachable(NowcastkitError):
@@ -107,7 +105,7 @@ def _wait(sock: zmq.Socket, timeout: float, watch: SignalWatch | None) -> bytes 
             return sock.recv()
         # A registered fd comes back as its number, not as the object.
         if watch is not None and watch.fileno() in ready:
-            if _STOP & set(watch.pending):
+            if STOP & set(watch.pending):
                 raise ManagerUnreachable("stopping before the manager answered")
             # Another signal (SIGHUP) waits for the caller's loop; stop polling its fd.
             poller.unregister(watch)

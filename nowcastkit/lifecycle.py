@@ -2,12 +2,14 @@
 
 A signal handler only appends the signal number to a list; a socketpair set as
 the wake-up fd makes a blocked ``zmq.Poller.poll`` return at once, so the loop
-can act on the signal between messages.
+can act on the signal between messages. A second SIGTERM or SIGINT, for a loop
+stuck in a message, is left to its default action and stops the process at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -21,10 +23,12 @@ from nowcastkit import logs
 from nowcastkit.config import Config, load_config
 from nowcastkit.errors import NowcastkitError
 
-__all__ = ["SignalWatch", "reload_config", "run_process", "watch_signals"]
+__all__ = ["HANDLED", "STOP", "SignalWatch", "reload_config", "run_process", "watch_signals"]
 
 # SIGCHLD wakes the manager to reap a finished worker at once.
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+#: The signals that ask a process to stop.
+STOP = frozenset((signal.SIGTERM, signal.SIGINT))
 
 
 @attrs.define(eq=False)
@@ -65,8 +69,22 @@ def watch_signals(signums: tuple[int, ...] = HANDLED) -> SignalWatch:
     watch = SignalWatch(reader, writer, signums)
     signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     for signum in signums:
-        signal.signal(signum, lambda n, _frame: watch.pending.append(n))
+        signal.signal(signum, functools.partial(_record, watch))
     return watch
+
+
+def _record(watch: SignalWatch, signum: int, _frame: object) -> None:
+    """Record *signum* for the loop; after a first stop signal, the next one stops at once.
+
+    The loop acts on a stop between messages, so a hung ``after_<worker>`` would keep
+    the process from ever stopping but by SIGKILL. A second SIGTERM or SIGINT gets the
+    default action, death by that signal: the store is left as a SIGKILL leaves it,
+    whole, since every change is committed before its reply.
+    """
+    watch.pending.append(signum)
+    if signum in STOP:
+        for stop in STOP:
+            signal.signal(stop, signal.SIG_DFL)
 
 
 def run_process(

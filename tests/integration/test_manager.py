@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import signal
+import sqlite3
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -385,6 +388,50 @@ def test_stop_signal_exits_zero_with_checklist_saved(running_system, signum):
     assert running_system.manager.popen.wait(10) == 0
     assert running_system.checklist() == {"sleepyhead": {"sleep time": 2}}
     assert "INFO [manager] shutting down" in running_system.manager.output()
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process *pid* has a handler for *signum* (its SigCgt mask in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(re.search(r"^SigCgt:\s*([0-9a-f]+)$", status, re.MULTILINE)[1], 16)
+    return bool(mask & 1 << (signum - 1))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_stop_signal_stops_a_manager_stuck_in_after_worker_at_once(toy_system, signum):
+    toy_system.write_next_workers(
+        "import time\nfrom pathlib import Path\n\n"
+        "def after_sleep(msg, config, checklist):\n"
+        "    folder = Path(config.file).parent\n"
+        "    (folder / 'in_after').touch()\n"
+        "    while (folder / 'hang').exists():\n"
+        "        time.sleep(0.01)\n"
+        "    return []\n"
+    )
+    (toy_system.folder / "hang").touch()
+    toy_system.start_broker()
+    manager = toy_system.start_manager()
+    sock = toy_system.context.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(toy_system.workers_endpoint)
+    sock.send(yaml.safe_dump({"source": "sleep", "type": "success", "payload": {"n": 1}}).encode())
+    wait_for(lambda: (toy_system.folder / "in_after").exists(), "after_sleep to start")
+    manager.popen.send_signal(signum)
+    # The first is recorded for the loop, stuck in after_sleep; the handler gives way.
+    wait_for(lambda: not catches(manager.popen.pid, signum), "the first signal recorded")
+    assert manager.popen.poll() is None
+    manager.popen.send_signal(signum)
+    assert manager.popen.wait(3) == -signum
+    store = sqlite3.connect(toy_system.folder / "nowcast_state.sqlite")
+    assert store.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    store.close()
+    # Nothing was lost: the next manager gets the message in hand and answers it.
+    (toy_system.folder / "hang").unlink()
+    toy_system.start_manager()
+    assert sock.poll(10_000), "the message in hand at the second signal was not answered"
+    assert yaml.safe_load(sock.recv()) == ACK
+    sock.close()
+    assert toy_system.checklist() == {"sleepyhead": {"n": 1}}
 
 
 def test_sighup_reloads_config_and_next_workers(running_system):
