@@ -24,13 +24,12 @@ from nowcastkit.config import Config
 from nowcastkit.errors import FlowError, MessageError
 from nowcastkit.flow import Flow, RaceGroup
 from nowcastkit.manager.changes import Changes, atomic
+from nowcastkit.manager.checklist_file import ChecklistFile
 from nowcastkit.manager.events import Events
-from nowcastkit.manager.snapshot import checklist_changed, save_snapshot
 from nowcastkit.message import Message
 from nowcastkit.next_worker import NextWorker
 
 __all__ = [
-    "DEFAULT_CHECKLIST_WRITE_DELAY",
     "MANAGER_REPLIES",
     "Launch",
     "Manager",
@@ -52,8 +51,6 @@ MANAGER_REPLIES = {
     "checklist key not found": "ERROR - requested checklist key not found",
     "manager error": "ERROR - manager failed to handle the message",
 }
-#: Seconds between checklist file writes while messages keep changing it.
-DEFAULT_CHECKLIST_WRITE_DELAY = 1.0
 _NOT_MESSAGE_TYPES = frozenset(("checklist key", "timeout"))
 
 
@@ -79,26 +76,15 @@ class Manager:
     started: float = attrs.field(factory=time.time)
     malformed: int = 0
     events: Events = attrs.field(factory=Events)
-    #: The checklist file's YAML per key, so a write dumps only the keys changed since the
-    #: last; whatever changes a key forgets its block. A value that after_<worker> changes
-    #: in place keeps its old block, as it keeps its old row in the store.
-    dump_cache: checklist_file.DumpCache = attrs.field(factory=checklist_file.DumpCache)
-    #: Monotonic time the checklist file is next written at, when a change awaits it.
-    snapshot_due: float | None = None
-    last_snapshot: float = -float("inf")
+    file: ChecklistFile = attrs.field()
     #: The race-condition groups as last stored, so an unchanged list is not rewritten.
     saved_groups: list | None = None
     #: Undo and after-commit steps of the transaction now open.
     changes: Changes = attrs.field(factory=Changes)
 
-    @property
-    def checklist_path(self) -> Path:
-        return Path(self.config["checklist file"])
-
-    @property
-    def checklist_write_delay(self) -> float:
-        delay = self.config.get("checklist write delay")
-        return DEFAULT_CHECKLIST_WRITE_DELAY if delay is None else float(delay)
+    @file.default
+    def _file(self) -> ChecklistFile:
+        return ChecklistFile.from_config(self.config)
 
 
 def handle(manager: Manager, frames: list[bytes]) -> tuple[list[bytes], list[Launch]]:
@@ -215,13 +201,13 @@ def _hello(manager: Manager, msg: Message, key: str | None) -> Message:
 
 
 def _clear_checklist(manager: Manager, msg: Message, key: str | None) -> Message:
-    text = checklist_file.dump_cached(manager.checklist, manager.dump_cache)
+    text = manager.file.text(manager.checklist)
     logging.getLogger("checklist").info("checklist:\n%s", text)
     reply = _reply("checklist cleared")
     with atomic(manager.store, manager.changes):
         cleared = dict(manager.checklist)
         manager.checklist.clear()
-        manager.dump_cache.forget_all()
+        manager.file.forget()
         manager.changes.undo(lambda: _restore(manager, cleared))
         st.put_checklist(manager.store, {})
         if key:
@@ -232,13 +218,11 @@ def _clear_checklist(manager: Manager, msg: Message, key: str | None) -> Message
 
 def _restore(manager: Manager, cleared: dict) -> None:
     manager.checklist.update(cleared)
-    manager.dump_cache.forget_all()
+    manager.file.forget()
 
 
 def _cleared(manager: Manager, text: str) -> None:
-    if manager.snapshot_due is not None:
-        save_snapshot(manager, text)  # the file shows what was cleared, not an older state
-    save_snapshot(manager)
+    manager.file.cleared(text, time.monotonic())
     log.info("checklist cleared")
 
 
@@ -254,7 +238,7 @@ def process(manager: Manager, msg: Message, key: str | None) -> tuple[Message, l
         _keep_for_undo(manager, checklist_key)
         if checklist_key:
             checklist_file.merge(manager.checklist, checklist_key, msg.payload)
-            manager.dump_cache.forget(checklist_key)
+            manager.file.forget(checklist_key)
             st.put_checklist(manager.store, manager.checklist, [checklist_key])
         try:
             workers = manager.flow.next_workers(msg, manager.config, manager.checklist)
@@ -297,7 +281,7 @@ def _keep_for_undo(manager: Manager, checklist_key: str | None) -> None:
                 checklist[checklist_key] = value
             else:
                 checklist.pop(checklist_key, None)
-            manager.dump_cache.forget(checklist_key)
+            manager.file.forget(checklist_key)
 
     manager.changes.undo(undo)
 
@@ -310,7 +294,7 @@ def _announce(
         manager.events.publish(event, msg.source, **fields)
     if checklist_key:
         log.info("checklist updated with [%s] items from %s worker", checklist_key, msg.source)
-        checklist_changed(manager)
+        manager.file.changed(manager.checklist, time.monotonic())
     elif msg.payload is not None:
         log.warning("no checklist key registered for %s worker; payload not kept", msg.source)
 

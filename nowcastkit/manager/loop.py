@@ -33,7 +33,6 @@ from nowcastkit.manager import batch, recovery
 from nowcastkit.manager import control as control_commands
 from nowcastkit.manager.dispatch import Launch, Manager
 from nowcastkit.manager.launches import launch, on_exit
-from nowcastkit.manager.snapshot import flush_snapshot, save_snapshot
 from nowcastkit.next_worker import NextWorker
 
 __all__ = ["main"]
@@ -63,7 +62,7 @@ def _serve(config: Config, args: argparse.Namespace, watch: lifecycle.SignalWatc
         log.debug("listening...")
         _loop(manager, poller, sock, control, watch)
     finally:
-        save_snapshot(manager)
+        manager.file.write(manager.checklist, time.monotonic())
         log.info("shutting down")
         sock.close(linger=0)
         control.close(linger=0)
@@ -101,7 +100,7 @@ def _loop(manager: Manager, poller, sock, control, watch) -> None:
             if {signal.SIGTERM, signal.SIGINT} & set(signums):
                 return
         _tend_runs(manager)
-        flush_snapshot(manager, time.monotonic())
+        manager.file.flush(manager.checklist, time.monotonic())
         if time.monotonic() >= next_prune:
             recovery.prune(manager)
             next_prune = time.monotonic() + _PRUNE_EVERY
@@ -109,8 +108,8 @@ def _loop(manager: Manager, poller, sock, control, watch) -> None:
 
 def _timeout_ms(manager: Manager, next_prune: float) -> int:
     wake = [next_prune]
-    if manager.snapshot_due is not None:
-        wake.append(manager.snapshot_due)
+    if manager.file.due is not None:
+        wake.append(manager.file.due)
     if (deadline := run_control.next_deadline(manager.runs)) is not None:
         wake.append(deadline)
     if any(r.popen is None for r in manager.runs.active.values()):

@@ -18,7 +18,6 @@ from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.flow import Flow, RaceGroup
 from nowcastkit.manager.dispatch import Launch, Manager
-from nowcastkit.manager.snapshot import save_snapshot
 from nowcastkit.next_worker import NextWorker
 
 __all__ = ["DEFAULT_KEEP_DAYS", "RECOVERY_GRACE", "prune", "start"]
@@ -50,7 +49,7 @@ def start(config: Config, ignore_checklist: bool = False) -> tuple[Manager, list
 
 
 def _recover_checklist(manager: Manager, ignore_checklist: bool) -> None:
-    store, path = manager.store, manager.checklist_path
+    store, path = manager.store, manager.file.path
     if ignore_checklist:
         log.info("ignoring the saved checklist; starting with an empty one")
         manager.checklist = {}
@@ -69,10 +68,10 @@ def _recover_checklist(manager: Manager, ignore_checklist: bool) -> None:
     with st.transaction(store):
         st.put_checklist(store, manager.checklist)
         st.set_meta(store, "checklist", "in store")
-    manager.dump_cache.forget_all()
-    save_snapshot(manager)
+    manager.file.forget()
+    manager.file.write(manager.checklist, time.monotonic())
     # The start-up write must not hold back the first message's: that one is written at once.
-    manager.last_snapshot = -float("inf")
+    manager.file.unpaced()
 
 
 def _recover_runs(manager: Manager) -> list[Launch]:

@@ -74,10 +74,6 @@ def test_cycles_are_found():
     assert cycles(graph) == [["a", "b", "c"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="manager.dispatch and manager.snapshot import each other until the manager redesign",
-)
 def test_no_module_imports_one_that_imports_it_back():
     assert cycles(import_graph()) == []
 

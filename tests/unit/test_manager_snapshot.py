@@ -13,8 +13,8 @@ from nowcastkit import Message, checklist
 from nowcastkit import store as state
 from nowcastkit.config import load_config
 from nowcastkit.manager.batch import answer
+from nowcastkit.manager.checklist_file import ChecklistFile
 from nowcastkit.manager.recovery import start
-from nowcastkit.manager.snapshot import save_snapshot
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,7 +62,7 @@ def request(source: str, payload=None, msg_id: str | None = None, msg_type="succ
 
 
 def on_file(manager) -> str:
-    return manager.checklist_path.read_text()
+    return manager.file.path.read_text()
 
 
 def test_the_file_is_the_dump_of_the_checklist_after_each_message(manager):
@@ -147,7 +147,7 @@ def test_a_write_dumps_only_the_keys_changed_since_the_last(tmp_path, monkeypatc
     try:
         answer(manager, [request("a", {"n": 1})])
         answer(manager, [request("a", {"m": 2}), request("b", [1])])
-        save_snapshot(manager)
+        manager.file.write(manager.checklist, 0.0)
         assert dumped == [["a"], ["a"], ["b"]]
         assert on_file(manager) == dump(manager.checklist)
         assert manager.checklist == {**prefilled, "a": {"n": 1, "m": 2}, "b": [1]}
@@ -168,3 +168,24 @@ def test_a_file_edited_while_the_manager_was_down_is_kept_and_rewritten(tmp_path
     kept = sorted(p.read_text() for p in tmp_path.glob("nowcast_checklist.yaml.differs-*"))
     assert kept == ["a: {n: 2}\n", "a: {n: 3}\n"]
     assert "differs from the manager's store" in caplog.text
+
+
+def test_changes_are_written_at_once_after_a_quiet_spell_then_at_most_every_delay(tmp_path):
+    file = ChecklistFile(tmp_path / "checklist.yaml", delay=1.0)
+    state = {"a": {"n": 1}}
+    file.changed(state, now=100.0)
+    assert yaml.safe_load(file.path.read_text()) == {"a": {"n": 1}}
+    state["a"] = {"n": 2}
+    file.forget("a")
+    file.changed(state, now=100.2)
+    file.flush(state, now=100.9)
+    assert (file.due, yaml.safe_load(file.path.read_text())) == (101.0, {"a": {"n": 1}})
+    file.flush(state, now=101.0)
+    assert (file.due, yaml.safe_load(file.path.read_text())) == (None, {"a": {"n": 2}})
+
+
+def test_an_unwritable_file_is_logged_not_raised(tmp_path, caplog):
+    file = ChecklistFile(tmp_path / "missing folder" / "checklist.yaml")
+    with caplog.at_level(logging.ERROR, "manager"):
+        file.write({"a": 1}, now=0.0)
+    assert "checklist file write failed (the store still has it)" in caplog.text
