@@ -124,14 +124,12 @@ class Flow:
         if must_finish:
             self.groups.append(RaceGroup(set(must_finish), []))
             launch.extend(workers)
-            log.info("race condition: what follows %s waits until all of them finish", must_finish)
         elif joined is not None:
             joined.held.extend(workers)
         else:
             launch.extend(workers)
         for group in [group for group in self.groups if not group.waiting]:
             self.groups.remove(group)
-            log.info("race condition resolved: releasing %s", _names(group.held))
             launch.extend(group.held)
         return launch
 
@@ -181,10 +179,6 @@ def _split_result(source: str, result: Any) -> tuple[list, set]:
             "expected NextWorker items and a set of worker names",
         )
     return list(result), set(must_finish)
-
-
-def _names(workers: Sequence[NextWorker]) -> list[str]:
-    return [worker.module for worker in workers]
 
 
 def _one_line(err: BaseException) -> str:

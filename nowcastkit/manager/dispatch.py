@@ -110,14 +110,16 @@ def _answer(manager: Manager, tag: bytes, body: list[bytes]) -> tuple[Message, l
             raise MessageError(f"message has {len(body)} frames, expected 1")
         msg = Message.deserialize(body[0])
     except MessageError as err:
+        problem = str(err)
         manager.malformed += 1
-        log.error("malformed message: %s", err)
-        manager.events.publish("malformed", "-", error=str(err))
-        return _reply("malformed message", str(err)), [], "-"
-    manager.events.publish(
-        "received", msg.source, type=msg.type, host=msg.host, pid=msg.pid, id=msg.id,
-        run=msg.run, payload=msg.payload,
-    )  # fmt: skip
+        log.error("malformed message: %s", problem)
+        manager.changes.after_commit(
+            lambda: manager.events.publish("malformed", "-", error=problem)
+        )
+        return _reply("malformed message", problem), [], "-"
+    seen = {"type": msg.type, "host": msg.host, "pid": msg.pid, "id": msg.id, "run": msg.run,
+            "payload": msg.payload}  # fmt: skip
+    manager.changes.after_commit(lambda: manager.events.publish("received", msg.source, **seen))
     reply, launches = _reply_to(manager, msg, tag)
     return reply, launches, msg.source
 
@@ -291,6 +293,11 @@ def _announce(
 ) -> None:
     """Events and log lines for a committed outcome; the checklist file follows."""
     for event, fields in events:
+        if event == "group opened":
+            log.info("race condition: what follows %s waits until all of them finish",
+                     fields["waiting"])  # fmt: skip
+        else:
+            log.info("race condition resolved: releasing %s", fields["launching"])
         manager.events.publish(event, msg.source, **fields)
     if checklist_key:
         log.info("checklist updated with [%s] items from %s worker", checklist_key, msg.source)

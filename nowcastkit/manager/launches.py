@@ -16,6 +16,7 @@ import logging
 from nowcastkit import runs as run_control
 from nowcastkit import store as st
 from nowcastkit.errors import NowcastkitError
+from nowcastkit.manager.changes import atomic
 from nowcastkit.manager.dispatch import Launch, Manager, process
 
 __all__ = ["launch", "on_exit"]
@@ -68,11 +69,15 @@ def on_exit(manager: Manager, running: run_control.Running, status: int | None) 
         "%s worker run %s (pid %d) ended without reporting (%s, %s); handling it as a crash",
         name, running.run_id, running.pid, msg.payload["reason"], how,
     )  # fmt: skip
-    manager.events.publish("crash", name, run=running.run_id, type="crash", payload=msg.payload)
-    if name not in manager.config["message registry"]["workers"]:
-        log.error("%s is not in message registry.workers; no after_%s to call", name, name)
-        with st.transaction(manager.store):
+    with atomic(manager.store, manager.changes):
+        manager.changes.after_commit(
+            lambda: manager.events.publish(
+                "crash", name, run=running.run_id, type="crash", payload=msg.payload
+            )
+        )
+        if name not in manager.config["message registry"]["workers"]:
+            log.error("%s is not in message registry.workers; no after_%s to call", name, name)
             st.finish_run(manager.store, running.run_id, "crash")
-        return []
-    _reply_unused, launches = process(manager, msg, msg.id)
+            return []
+        _reply_unused, launches = process(manager, msg, msg.id)
     return launches

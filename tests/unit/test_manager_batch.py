@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import yaml
 from conftest import base_config
@@ -10,6 +12,7 @@ from nowcastkit import Message
 from nowcastkit import store as state
 from nowcastkit.config import load_config
 from nowcastkit.manager.batch import answer
+from nowcastkit.manager.events import Events
 from nowcastkit.manager.recovery import start
 
 pytestmark = pytest.mark.timeout(60)
@@ -106,22 +109,26 @@ def held(arg: str) -> dict:
     return {"module": "sleep", "args": [arg], "host": "localhost"}
 
 
-def test_a_failed_commit_answers_every_request_with_an_error_and_keeps_memory_as_stored(
-    manager, tmp_path
-):
-    answer(manager, [request("t0", "sleep", "s0", {"n": 0})])
-    before = stored(manager)
-    # A real commit failure: a deferred foreign key that is still broken at COMMIT.
-    conn = manager.store.conn
+def break_commits_after(conn, msg_id: str) -> None:
+    """A real commit failure once *msg_id* is recorded: a deferred foreign key still broken."""
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
     conn.execute(
         "CREATE TABLE child (ref INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
     )
     conn.execute(
-        "CREATE TRIGGER late AFTER INSERT ON messages WHEN NEW.id = 'late'"
+        f"CREATE TRIGGER late AFTER INSERT ON messages WHEN NEW.id = '{msg_id}'"
         " BEGIN INSERT INTO child VALUES (42); END"
     )
+
+
+def test_a_failed_commit_answers_every_request_with_an_error_and_keeps_memory_as_stored(
+    manager, tmp_path
+):
+    answer(manager, [request("t0", "sleep", "s0", {"n": 0})])
+    before = stored(manager)
+    conn = manager.store.conn
+    break_commits_after(conn, "late")
     requests = [
         request("t1", "a", "a1", {"n": 1}),
         request("t2", "sleep", "late", {"n": 2}),
@@ -154,3 +161,38 @@ def test_a_hello_the_broker_hands_over_again_records_one_run(manager):
     assert again == [first[0], first[0]]
     assert Message.deserialize(first[0][1]).payload["run"]
     assert [run.pid for run in state.unfinished_runs(manager.store)] == [4242]
+
+
+class RecordingEvents(Events):
+    """The manager's publisher, keeping what it was asked to publish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.published: list[str] = []
+
+    def publish(self, event: str, worker: str, **fields) -> None:
+        self.published.append(f"{worker}/{event}")
+
+
+def test_nothing_is_logged_or_published_of_a_batch_that_did_not_commit(manager, caplog):
+    manager.events = RecordingEvents()
+    break_commits_after(manager.store.conn, "c1")
+    batch = [request("t1", "a", "a1", {"n": 1}), request("t2", "c", "c1", {"n": 3})]
+    with caplog.at_level(logging.INFO, "manager"):
+        replies, _launches = answer(manager, batch)
+    assert [reply_type(frames) for frames in replies] == ["manager error", "manager error"]
+    assert manager.events.published == []
+    told = [r.getMessage() for r in caplog.records if r.levelno < logging.ERROR]
+    assert told == []
+
+    manager.store.conn.execute("DROP TRIGGER late")
+    with caplog.at_level(logging.INFO, "manager"):
+        answer(manager, batch)
+    assert manager.events.published == [
+        "a/received",
+        "a/group opened",
+        "a/reply",
+        "c/received",
+        "c/reply",
+    ]
+    assert "race condition: what follows ['b', 'c'] waits until all of them finish" in caplog.text
