@@ -18,6 +18,7 @@ import attrs
 import yaml
 
 from nowcastkit import codec
+from nowcastkit.errors import NowcastkitError
 
 __all__ = [
     "DumpCache",
@@ -25,6 +26,7 @@ __all__ = [
     "dump_cached",
     "load",
     "merge",
+    "read",
     "set_aside",
     "write",
     "write_text",
@@ -82,6 +84,30 @@ def dump_cached(checklist: dict, cache: DumpCache) -> str:
     if not text or text.count(" &id001") > 1:
         return dump(checklist)
     return text
+
+
+def read(path: Path) -> dict:
+    """The checklist in *path*, for a tool that only reads it; ``{}`` when there is none.
+
+    Raises NowcastkitError, naming the file, when it cannot be read or is not a mapping.
+    """
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        raise NowcastkitError(f"{path}: cannot read the checklist file: {err}") from None
+    try:
+        checklist = yaml.load(text, Loader=yaml.CSafeLoader)
+    except (yaml.YAMLError, ValueError) as err:
+        raise NowcastkitError(
+            f"{path}: the checklist file is not valid YAML ({type(err).__name__})"
+        ) from None
+    if checklist is None:
+        return {}
+    if not isinstance(checklist, dict):
+        raise NowcastkitError(f"{path}: got {type(checklist).__name__}, expected a mapping")
+    return checklist
 
 
 def load(path: Path, quiet: bool = False) -> dict:

@@ -28,8 +28,8 @@ from zmq.utils.monitor import recv_monitor_message
 
 from nowcastkit import lifecycle
 from nowcastkit.config import Config
-from nowcastkit.errors import ConfigError
 from nowcastkit.message import max_message_size
+from nowcastkit.sockets import bind
 
 __all__ = ["Relay", "bind_address", "main"]
 
@@ -45,15 +45,7 @@ def bind_address(config: Config) -> str:
 def _bind(sock: zmq.Socket, config: Config, role: str) -> int:
     host, port = bind_address(config), config["zmq"]["ports"][role]
     endpoint = f"tcp://{host}:{port or '*'}"
-    try:
-        sock.bind(endpoint)
-    except zmq.ZMQError as err:
-        raise ConfigError(
-            config.file, f"zmq.ports.{role}", f"cannot bind {endpoint}: {err}"
-        ) from None
-    bound = int(sock.getsockopt_string(zmq.LAST_ENDPOINT).rpartition(":")[2])
-    log.info("%s socket bound to port %d", "worker" if role == "workers" else role, bound)
-    return bound
+    return bind(sock, endpoint, config, role, log, "worker" if role == "workers" else role)
 
 
 @attrs.define(eq=False)

@@ -15,8 +15,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from nowcastkit import checklist as checklist_file
 from nowcastkit.cli.output import dump_json, local_time
 from nowcastkit.config import load_config
@@ -66,14 +64,7 @@ class _KeyMissing(NowcastkitError):
 
 
 def _from_file(path: Path, keys: list[str]) -> dict:
-    try:
-        checklist = yaml.load(path.read_bytes(), Loader=yaml.CSafeLoader) or {}
-    except FileNotFoundError:
-        checklist = {}
-    except (OSError, ValueError, yaml.YAMLError) as err:
-        raise NowcastkitError(f"{path}: cannot read the checklist file: {err}") from None
-    if not isinstance(checklist, dict):
-        raise NowcastkitError(f"{path}: got {type(checklist).__name__}, expected a mapping")
+    checklist = checklist_file.read(path)
     for key in keys:
         if key not in checklist:
             raise _KeyMissing(f"{path}: checklist has no key {key!r}")

@@ -19,10 +19,10 @@ import datetime as dt
 import time
 from pathlib import Path
 
-import yaml
 from circus.client import CircusClient
 from circus.exc import CallError
 
+from nowcastkit import checklist as checklist_file
 from nowcastkit import scheduler
 from nowcastkit import store as st
 from nowcastkit.cli.history import open_history, outcome
@@ -111,10 +111,9 @@ def _circus(endpoint: str, timeout: float) -> dict:
 
 def _read_checklist(path: Path) -> dict:
     try:
-        found = yaml.load(path.read_bytes(), Loader=yaml.CSafeLoader)
-    except (OSError, ValueError, yaml.YAMLError):
+        return checklist_file.read(path)
+    except NowcastkitError:
         return {}
-    return found if isinstance(found, dict) else {}
 
 
 def _today(config: Config, now: float) -> list[dict]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import copy
 import importlib.util
 import json
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from nowcastkit import checklist as checklist_file
 from nowcastkit.config import Config, check
 from nowcastkit.errors import ConfigError, FlowError, NowcastkitError
 from nowcastkit.flow import Flow
@@ -189,12 +189,10 @@ def _dry_run(args: argparse.Namespace, config: Config, flow: Flow) -> int:
 
 
 def _current_checklist(config: Config) -> dict:
-    path = Path(config["checklist file"])
     try:
-        state = yaml.load(path.read_bytes(), Loader=yaml.CSafeLoader)
-    except (OSError, yaml.YAMLError):
+        return checklist_file.read(Path(config["checklist file"]))
+    except NowcastkitError:
         return {}
-    return copy.deepcopy(state) if isinstance(state, dict) else {}
 
 
 def _describe(worker: Any, config: Config) -> dict:

@@ -27,6 +27,7 @@ import zmq
 from nowcastkit.config import Config
 from nowcastkit.control import HELLO_PREFIX, monitor_endpoint
 from nowcastkit.errors import ConfigError
+from nowcastkit.sockets import bind
 
 __all__ = ["Events"]
 
@@ -51,16 +52,11 @@ class Events:
         sock.setsockopt(zmq.LINGER, 0)
         # Every subscription reaches the manager, even one another monitor already made.
         sock.setsockopt(zmq.XPUB_VERBOSE, 1)
-        endpoint = monitor_endpoint(config)
         try:
-            sock.bind(endpoint)
-        except zmq.ZMQError as err:
+            bind(sock, monitor_endpoint(config), config, "monitor", log)
+        except ConfigError:
             sock.close()
-            raise ConfigError(
-                config.file, "zmq.ports.monitor", f"cannot bind {endpoint}: {err}"
-            ) from None
-        port = sock.getsockopt_string(zmq.LAST_ENDPOINT).rpartition(":")[2]
-        log.info("monitor socket bound to port %s", port)
+            raise
         self.socket = sock
 
     def close(self) -> None:

@@ -27,13 +27,13 @@ from nowcastkit import runs as run_control
 from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.control import control_endpoint
-from nowcastkit.errors import ConfigError
 from nowcastkit.flow import Flow
 from nowcastkit.manager import batch, recovery
 from nowcastkit.manager import control as control_commands
 from nowcastkit.manager.dispatch import Launch, Manager
 from nowcastkit.manager.launches import launch, on_exit
 from nowcastkit.next_worker import NextWorker
+from nowcastkit.sockets import bind
 
 __all__ = ["main"]
 
@@ -72,15 +72,7 @@ def _serve(config: Config, args: argparse.Namespace, watch: lifecycle.SignalWatc
 
 
 def _bind_control(control: zmq.Socket, config: Config) -> None:
-    endpoint = control_endpoint(config)
-    try:
-        control.bind(endpoint)
-    except zmq.ZMQError as err:
-        raise ConfigError(
-            config.file, "zmq.ports.control", f"cannot bind {endpoint}: {err}"
-        ) from None
-    port = control.getsockopt_string(zmq.LAST_ENDPOINT).rpartition(":")[2]
-    log.info("control socket bound to port %s", port)
+    bind(control, control_endpoint(config), config, "control", log)
 
 
 def _loop(manager: Manager, poller, sock, control, watch) -> None:

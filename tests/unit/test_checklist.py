@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 
 import pytest
 import yaml
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nowcastkit import checklist
+from nowcastkit.errors import NowcastkitError
 
 
 def test_mapping_payload_updates_the_section():
@@ -153,3 +155,19 @@ def test_cached_dump_redumps_a_value_replaced_without_forget():
     replaced, state["a"] = state["a"], {"n": 2}
     assert checklist.dump_cached(state, cache) == "a:\n  n: 2\nb: 2\n"
     assert replaced == {"n": 1}
+
+
+def test_read_gives_the_tools_the_file_or_one_line_naming_it(tmp_path):
+    path = tmp_path / "nowcast_checklist.yaml"
+    assert checklist.read(path) == {}
+    path.write_text("")
+    assert checklist.read(path) == {}
+    path.write_text("sleepyhead: {sleep time: 5}\n")
+    assert checklist.read(path) == {"sleepyhead": {"sleep time": 5}}
+    path.write_text("- a\n- b\n")
+    with pytest.raises(NowcastkitError, match=rf"^{re.escape(str(path))}: got list, expected a"):
+        checklist.read(path)
+    path.write_text("sleepyhead: [\n")
+    with pytest.raises(NowcastkitError, match="the checklist file is not valid YAML"):
+        checklist.read(path)
+    assert path.exists()  # a reader never moves the file aside
