@@ -124,4 +124,6 @@ def test_concurrent_writers_do_not_lose_records(tmp_path):
         p.join(30)
         assert p.exitcode == 0
     s = st.open_store(path)
-    assert s.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 150
+    count = s.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    s.conn.close()
+    assert count == 150
