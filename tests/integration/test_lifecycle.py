@@ -132,13 +132,20 @@ def test_sigkilled_worker_reaches_after_worker_as_a_crash(lifecycle_system):
     assert detected < 1.0, f"crash reached after_sleep {detected:.2f}s after the kill"
 
 
-def test_a_worker_past_its_timeout_is_stopped_and_reported(lifecycle_system):
-    system = lifecycle_system
-    system.config["message registry"]["workers"]["sleep"]["timeout"] = 0.5
+def launch_with_timeout(system, timeout: float) -> dict:
+    """Start the system with sleep's registry timeout set; launch a sleep that overstays it."""
+    system.config["message registry"]["workers"]["sleep"]["timeout"] = timeout
     system.write_config()
     system.start_broker()
     system.start_manager()
-    system.control({"command": "launch", "worker": "workers.sleep", "args": ["--sleep-time", "30"]})
+    return system.control(
+        {"command": "launch", "worker": "workers.sleep", "args": ["--sleep-time", "30"]}
+    )
+
+
+def test_a_worker_past_its_timeout_is_stopped_and_reported(lifecycle_system):
+    system = lifecycle_system
+    launch_with_timeout(system, 0.5)
     (crash,) = wait_for(lambda: calls(system), "after_sleep call", timeout=10)
     assert crash["type"] == "crash"
     assert crash["payload"]["reason"] == "timeout"
@@ -147,13 +154,7 @@ def test_a_worker_past_its_timeout_is_stopped_and_reported(lifecycle_system):
 
 def test_a_run_recovered_after_a_manager_restart_keeps_its_timeout(lifecycle_system):
     system = lifecycle_system
-    system.config["message registry"]["workers"]["sleep"]["timeout"] = 3
-    system.write_config()
-    system.start_broker()
-    system.start_manager()
-    answer = system.control(
-        {"command": "launch", "worker": "workers.sleep", "args": ["--sleep-time", "30"]}
-    )
+    answer = launch_with_timeout(system, 3)
     launched = time.monotonic()
     pid = launched_pid(system, "workers.sleep")
     system.manager.popen.kill()
