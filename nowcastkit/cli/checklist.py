@@ -6,7 +6,8 @@
 
 When the manager does not answer, the checklist file is read instead and a
 line on stderr says so (it is what the manager last wrote). Exit status 1 when
-a KEY is not in the checklist.
+a KEY is not in the checklist; 2 for a usage or config error, or a checklist
+file that cannot be read.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@
 DATE is YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS], local time; a bare --until date
 includes that whole day. --failed keeps runs that ended without a success*
 outcome (failure, crash, launch failed, exited without reporting). The store
-is only read, so this is safe while the manager runs.
+is only read, so this is safe while the manager runs. Exit status 0; 2 for a
+usage or config error (a bad DATE, say) or a store that cannot be read.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ worker in ``message registry.workers``. Everything after WORKER goes to the
 worker, so this command's own options come before it. The manager records the
 run, gives it a run id and a log file, and calls ``after_<worker>`` when it
 reports, as for a run that ``after_<worker>`` or the scheduler started.
-Exit status 0 when the manager launched it, 1 when it did not answer or refused.
+Exit status 0 when the manager launched it, 1 when it did not answer or
+refused; 2 for a usage or config error, a WORKER not in the registry included
+(nothing is asked of the manager then).
 """
 
 from __future__ import annotations

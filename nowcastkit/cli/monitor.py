@@ -11,7 +11,8 @@ exit without a report, handled as that worker's crash message), group opened,
 group released (race-condition groups), malformed. --type matches an event or
 a message type. Several monitors can watch at once; a slow one misses events
 rather than slowing the manager. A line on stderr says when the tap is live.
-Exit status 0; 1 when --timeout passes before --count events arrived.
+Exit status 0; 1 when --timeout passes before --count events arrived; 2 for a
+usage or config error.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
     nowcastkit status --no-circus             # a system not run under circus
 
 Exit status 0 when all is well; 1 when the manager does not answer, circus is
-not running, or a circus watcher is not active — so it serves as a health check.
+not running, or a circus watcher is not active — so it serves as a health check;
+2 for a usage or config error.
 The circus endpoint is --circus (an endpoint or a circus.ini), else the
 config's ``circus endpoint``, else ``[circus] endpoint`` of circus.ini beside
 the config or in the current folder, else tcp://127.0.0.1:5555.

@@ -9,6 +9,7 @@ an arrow goes from a run to each run it launched.
 Hover over a bar for its run id, times and outcome. Written by hand as SVG, so
 it needs no plotting library; .html wraps the same SVG in a page, and .png
 hands it to rsvg-convert (Debian's librsvg2-bin) when that is installed.
+Exit status 0; 2 for a usage or config error (a bad --date or -o, say).
 """
 
 from __future__ import annotations

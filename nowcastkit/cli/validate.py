@@ -9,9 +9,11 @@ module that will not import, registered workers without ``after_<worker>``,
 the next workers module (``NextWorker("...")``) or the schedule that cannot be
 found or are not registered, and every bad ``scheduled workers`` entry
 (``every``, ``at``, ``timezone``, ``catch up`` ...). Exit status 0 when valid,
-1 when not.
+1 when not (a config file that cannot be read included); 2 for a usage error,
+such as a --payload that is not YAML.
 ``--dry-run WORKER TYPE`` calls ``after_<worker>`` on a copy of the current
 checklist and prints the workers the manager would launch; nothing changes.
+Exit status 1 when ``after_<worker>`` is missing or fails.
 """
 
 from __future__ import annotations
