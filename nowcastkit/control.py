@@ -14,6 +14,8 @@ manager, so the tools start without loading it.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Protocol
 
 import yaml
 import zmq
@@ -22,7 +24,15 @@ from nowcastkit.config import Config
 from nowcastkit.errors import NowcastkitError
 from nowcastkit.lifecycle import STOP, SignalWatch
 
-__all__ = ["HELLO_PREFIX", "ManagerUnreachable", "ask", "control_endpoint", "monitor_endpoint"]
+__all__ = [
+    "HELLO_PREFIX",
+    "LaunchRefused",
+    "ManagerUnreachable",
+    "ask",
+    "control_endpoint",
+    "launch",
+    "monitor_endpoint",
+]
 
 #: Subscribing to this prefix plus a token gets one ``hello`` event back on that topic.
 HELLO_PREFIX = "-hello/"
@@ -37,6 +47,20 @@ class ManagerUnreachable(NowcastkitError):
         #: No answer came at all: asking again may help, unlike an unreadable answer.
         self.silent = silent
         super().__init__(text)
+
+
+class Launchable(Protocol):
+    """What a launch request names: a NextWorker (typed so, this module does not import it)."""
+
+    module: str
+    args: Sequence[str]
+    host: str
+
+
+class LaunchRefused(NowcastkitError):
+    """The manager answered a launch request with a refusal (an unregistered worker, say)."""
+
+    exit_status = 1
 
 
 def control_endpoint(config: Config) -> str:
@@ -90,6 +114,31 @@ def ask(
     if not isinstance(reply, dict):
         raise ManagerUnreachable(f"manager: unreadable answer on {endpoint}: {answer[:200]!r}")
     return reply
+
+
+def launch(
+    endpoint: str,
+    worker: Launchable,
+    by: str,
+    timeout: float,
+    *,
+    request_id: str | None = None,
+    watch: SignalWatch | None = None,
+    context: zmq.Context | None = None,
+) -> str:
+    """Ask the manager to launch *worker* for *by*; return the run id it gives.
+
+    A *request_id* the manager has seen before is answered with the run it started
+    then. Raises ManagerUnreachable as :func:`ask` does, LaunchRefused on a refusal.
+    """
+    request = {"command": "launch", "worker": worker.module, "args": list(worker.args),
+               "host": worker.host, "by": by}  # fmt: skip
+    if request_id is not None:
+        request["id"] = request_id
+    reply = ask(endpoint, request, timeout, watch=watch, context=context)
+    if reply.get("ok") is not True:
+        raise LaunchRefused(f"manager refused: {reply.get('error', 'no reason given')}")
+    return str(reply.get("run"))
 
 
 def _wait(sock: zmq.Socket, timeout: float, watch: SignalWatch | None) -> bytes | None:

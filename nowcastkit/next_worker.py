@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from nowcastkit.config import Config
-from nowcastkit.errors import ConfigError, NowcastkitError
+from nowcastkit.errors import ConfigError
 
 __all__ = ["NextWorker"]
 
@@ -63,16 +63,11 @@ class NextWorker:
 
         The reference design's API for a worker that starts another: here the run is
         the manager's like any other (recorded, reaped, reported if it crashes).
-        Raises ManagerUnreachable when the manager does not answer, NowcastkitError
+        Raises ManagerUnreachable when the manager does not answer, LaunchRefused
         when it refuses.
         """
         from nowcastkit import control  # not at the top: after_ functions never need it
 
         log = logging.getLogger(logger_name)
         log.info("asking the manager to launch %s worker on %s", self.module, self.host)
-        request = {"command": "launch", "worker": self.module, "args": list(self.args),
-                   "host": self.host, "by": logger_name}  # fmt: skip
-        reply = control.ask(control.control_endpoint(config), request, timeout)
-        if reply.get("ok") is not True:
-            raise NowcastkitError(f"manager refused: {reply.get('error', 'no reason given')}")
-        return str(reply["run"])
+        return control.launch(control.control_endpoint(config), self, logger_name, timeout)

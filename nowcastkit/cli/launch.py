@@ -20,17 +20,14 @@ import argparse
 
 from nowcastkit.cli.output import dump_json
 from nowcastkit.config import load_config
-from nowcastkit.control import ask, control_endpoint
+from nowcastkit.control import control_endpoint, launch
 from nowcastkit.errors import ConfigError, NowcastkitError
+from nowcastkit.next_worker import NextWorker
 
 __all__ = ["POSITIONALS", "add_arguments", "run"]
 
 #: The positional list a first word that is not a config file belongs to.
 POSITIONALS = "worker_command"
-
-
-class LaunchRefused(NowcastkitError):
-    exit_status = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,15 +52,12 @@ def run(args: argparse.Namespace) -> int:
             "message registry.workers",
             f"has no worker {name!r}; not launching {module}",
         )
-    request = {"command": "launch", "worker": module, "args": worker_args, "host": args.host,
-               "by": "nowcastkit launch"}  # fmt: skip
-    reply = ask(control_endpoint(config), request, args.timeout)
-    if not reply.get("ok"):
-        raise LaunchRefused(f"manager refused: {reply.get('error')}")
+    worker = NextWorker(module, worker_args, args.host)
+    run_id = launch(control_endpoint(config), worker, "nowcastkit launch", args.timeout)
     if args.json:
-        print(dump_json({"run": reply["run"], "module": module, "args": worker_args,
+        print(dump_json({"run": run_id, "module": module, "args": worker_args,
                          "host": args.host}))  # fmt: skip
     else:
         print(f"manager launched {' '.join([module, *worker_args])} on {args.host}: "
-              f"run {reply['run']}")  # fmt: skip
+              f"run {run_id}")  # fmt: skip
     return 0

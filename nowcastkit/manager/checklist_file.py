@@ -47,7 +47,9 @@ class ChecklistFile:
     @classmethod
     def from_config(cls, config: Config) -> ChecklistFile:
         delay = config.get("checklist write delay")
-        return cls(Path(config["checklist file"]), DEFAULT_WRITE_DELAY if delay is None else delay)
+        return cls(
+            Path(config["checklist file"]), DEFAULT_WRITE_DELAY if delay is None else float(delay)
+        )
 
     def forget(self, key: Any = None) -> None:
         """Drop the block of *key*, whose value changed or went; every block when None."""

@@ -18,8 +18,7 @@ import attrs
 import zmq
 
 from nowcastkit.config import Config
-from nowcastkit.control import ManagerUnreachable, ask, control_endpoint
-from nowcastkit.errors import NowcastkitError
+from nowcastkit.control import ManagerUnreachable, control_endpoint, launch
 from nowcastkit.lifecycle import SignalWatch
 from nowcastkit.next_worker import NextWorker
 from nowcastkit.scheduler.entries import manager_timeout
@@ -48,31 +47,20 @@ class ManagerLauncher:
 
     def __call__(self, config: Config, worker: NextWorker, request_id: str | None = None) -> str:
         endpoint = control_endpoint(config)
-        request = {
-            "command": "launch",
-            "worker": worker.module,
-            "args": list(worker.args),
-            "host": worker.host,
-            "by": "scheduler",
-            "id": request_id or uuid.uuid4().hex,
-        }
+        request_id = request_id or uuid.uuid4().hex  # the same for every attempt
         total = manager_timeout(config)
         log.debug("asking the manager at %s to launch %s", endpoint, worker.module)
         deadline = time.monotonic() + total
         while (left := deadline - time.monotonic()) > 0:
             try:
-                reply = ask(
-                    endpoint, request, min(self.attempt, left), watch=self.watch,
-                    context=self.context,
+                return launch(
+                    endpoint, worker, "scheduler", min(self.attempt, left),
+                    request_id=request_id, watch=self.watch, context=self.context,
                 )  # fmt: skip
             except ManagerUnreachable as err:
                 if not err.silent:
                     raise
                 log.debug("no answer from the manager at %s yet; asking again", endpoint)
-                continue
-            if reply.get("ok") is not True:
-                raise NowcastkitError(f"manager refused: {reply.get('error', 'no reason given')}")
-            return str(reply.get("run"))
         raise ManagerUnreachable(
             f"manager at {endpoint} did not answer within {total:g}s", silent=True
         )
