@@ -27,11 +27,18 @@ _BODY = {
 TEMPLATES = {
     "worker": json.dumps(_BODY),
     "yaml": yaml.dump(_BODY, Dumper=yaml.CSafeDumper, default_flow_style=False),
+    # One entry of a checklist key that holds many: ``ENTRY`` is the entry's number.
+    "entry": json.dumps({**_BODY, "payload": {"entry ENTRY": {"done": True, "n": 0}}}),
 }
+#: Entries the ``entry`` style cycles through; the bench pre-fills the key with as many.
+ENTRIES = 5000
 
 
-def message(serial: str, style: str = "worker") -> bytes:
-    return TEMPLATES[style].replace("ID", serial).encode()
+def message(serial: str, style: str = "worker", n: int = 0) -> bytes:
+    text = TEMPLATES[style].replace("ID", serial)
+    if style == "entry":
+        text = text.replace("ENTRY", f"{n % ENTRIES:05d}")
+    return text.encode()
 
 
 def drive(
@@ -56,7 +63,7 @@ def drive(
     start = time.perf_counter()
     end = start + seconds if seconds else float("inf")
     for sock in socks:
-        sock.send(message(f"{prefix}-{serial}", style))
+        sock.send(message(f"{prefix}-{serial}", style, serial))
         sent_at[sock], serial = time.perf_counter(), serial + 1
     done = 0
     while sent_at:
@@ -69,7 +76,7 @@ def drive(
             latencies.append(now - sent_at.pop(sock))
             done += 1
             if now < end and (not count or serial < count):
-                sock.send(message(f"{prefix}-{serial}", style))
+                sock.send(message(f"{prefix}-{serial}", style, serial))
                 sent_at[sock], serial = time.perf_counter(), serial + 1
     elapsed = time.perf_counter() - start
     for sock in socks:

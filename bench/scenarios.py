@@ -23,6 +23,8 @@ def throughput(root: Path, sizes: list[int], clients: list[int], seconds: float)
     is 8 clients sending block YAML, as reference-design workers do. The committing
     echo (``durable-echo/N``) commits each batch before answering it, as the manager
     must: the limit of any manager that keeps that promise on this machine.
+    ``manager-entries/5000/8`` has one checklist key holding 5,000 entries, each
+    message updating one of them.
     """
     figures: dict = {}
     for kind, durable in (("echo", False), ("durable-echo", True)):
@@ -46,6 +48,14 @@ def throughput(root: Path, sizes: list[int], clients: list[int], seconds: float)
                 )
         finally:
             system.stop()
+    system = NowcastSystem(root / "throughput-entries", entries=load.ENTRIES).start()
+    try:
+        load.drive(system.workers_port, 1, seconds=min(seconds, 1.0), style="entry")
+        figures[f"manager-entries/{load.ENTRIES}/8"] = load.drive(
+            system.workers_port, 8, seconds=seconds, style="entry"
+        )
+    finally:
+        system.stop()
     return figures
 
 

@@ -167,7 +167,9 @@ def stop(proc: subprocess.Popen) -> None:
 class NowcastSystem:
     """A real broker and manager (and optionally scheduler) in *folder*."""
 
-    def __init__(self, folder: Path, checklist_keys: int = 0, **extra: Any) -> None:
+    def __init__(
+        self, folder: Path, checklist_keys: int = 0, entries: int = 0, **extra: Any
+    ) -> None:
         folder.mkdir(parents=True)
         self.folder = folder
         self.config = config_for(folder)
@@ -177,11 +179,15 @@ class NowcastSystem:
         (folder / "step.py").write_text(STEP_WORKER)
         (folder / "victim.py").write_text(VICTIM_WORKER)
         (folder / "tick.py").write_text(TICK_WORKER)
-        if checklist_keys:
+        if checklist_keys or entries:
             checklist = {
                 f"key {i:05d}": {"done": True, "files": [f"f{i}.nc"], "n": i}
                 for i in range(checklist_keys)
             }
+            if entries:  # one key holding many entries, as a worker's key grows run by run
+                checklist["load"] = {
+                    f"entry {i:05d}": {"done": True, "n": i} for i in range(entries)
+                }
             text = yaml.dump(checklist, Dumper=yaml.CSafeDumper, default_flow_style=False)
             Path(self.config["checklist file"]).write_text(text)
         self.write()
