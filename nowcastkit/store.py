@@ -9,8 +9,10 @@ Holds the message ids already handled (with the reply sent, so a resent
 message gets the same answer), every worker run (launch, pid, exit, outcome),
 the race-condition groups still waiting, and the checklist itself, one row per
 key (its value as JSON, or YAML where JSON would not read back the same; see
-:mod:`nowcastkit.codec`). Every change is committed before the manager replies;
-WAL mode keeps readers (the operator tools) from blocking the manager.
+:mod:`nowcastkit.codec`). A key holding a str-keyed mapping is stored one row per
+entry instead, so a message that updates one entry of a large mapping writes one
+row. Every change is committed before the manager replies; WAL mode keeps readers
+(the operator tools) from blocking the manager.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "history",
     "load_checklist",
     "load_groups",
+    "merge_checklist_entries",
     "open_read_only",
     "open_store",
     "prune",
@@ -47,13 +50,17 @@ __all__ = [
     "set_meta",
     "set_run_pid",
     "state_paths",
+    "stored_by_entry",
     "transaction",
     "unfinished_runs",
 ]
 
 #: The module recorded for a run that a person started by hand.
 BY_HAND = "(run by hand)"
-SCHEMA_VERSION = 1
+#: 2: checklist_entries, a key holding a str-keyed mapping stored one row per entry.
+SCHEMA_VERSION = 2
+#: The value of a checklist row whose key is stored by entry (codec.encode never gives '').
+_BY_ENTRY = ""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
@@ -69,6 +76,8 @@ CREATE INDEX IF NOT EXISTS runs_launched ON runs (launched);
 CREATE TABLE IF NOT EXISTS race_groups (
     id INTEGER PRIMARY KEY, waiting TEXT NOT NULL, held TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checklist (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checklist_entries (
+    key TEXT NOT NULL, entry TEXT NOT NULL, value TEXT NOT NULL, UNIQUE (key, entry));
 """
 
 
@@ -115,10 +124,18 @@ def open_store(path: Path) -> Store:
     with transaction(store):
         for statement in filter(str.strip, _SCHEMA.split(";")):
             conn.execute(statement)
-        conn.execute(
-            "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-        )
+        if get_meta(store, "schema") == "1":
+            _store_mappings_by_entry(store)
+        set_meta(store, "schema", str(SCHEMA_VERSION))
     return store
+
+
+def _store_mappings_by_entry(store: Store) -> None:
+    """Rewrite a schema 1 store's mappings by entry, so that they take merges."""
+    checklist = load_checklist(store)
+    put_checklist(
+        store, checklist, [key for key, value in checklist.items() if stored_by_entry(value)]
+    )
 
 
 @contextlib.contextmanager
@@ -252,20 +269,74 @@ def load_groups(store: Store) -> list[tuple[set[str], list[dict[str, Any]]]]:
     return [(set(json.loads(waiting)), json.loads(held)) for waiting, held in rows]
 
 
+def stored_by_entry(value: Any) -> bool:
+    """Whether *value* is a mapping with str keys, which the store keeps one row per entry."""
+    return isinstance(value, dict) and all(isinstance(entry, str) for entry in value)
+
+
 def put_checklist(store: Store, checklist: dict, keys: list[str] | None = None) -> None:
-    """Store the given keys of *checklist* (all keys, replacing the rest, when None)."""
-    if keys is None:
-        store.conn.execute("DELETE FROM checklist")
-        keys = list(checklist)
-    store.conn.executemany(
-        "INSERT OR REPLACE INTO checklist (key, value) VALUES (?, ?)",
-        [(key, codec.encode(checklist[key])) for key in keys],
-    )
+    """Store the given keys of *checklist* whole (all keys, replacing the rest, when None).
+
+    Each key's earlier row and entries are replaced: a mapping that :func:`stored_by_entry`
+    takes gets a marker row and one row per entry, in its order; anything else one row.
+    """
+    every_key = keys is None
+    keys = list(checklist if keys is None else dict.fromkeys(keys))  # each key once
+    rows, entries = [], []
+    for key in keys:  # encoded first: a value that will not encode changes nothing
+        value = checklist[key]
+        if stored_by_entry(value):
+            rows.append((key, _BY_ENTRY))
+            entries.extend((key, entry, codec.encode(item)) for entry, item in value.items())
+        else:
+            rows.append((key, codec.encode(value)))
+    with transaction(store) as conn:
+        if every_key:
+            conn.execute("DELETE FROM checklist")
+            conn.execute("DELETE FROM checklist_entries")
+        else:
+            conn.executemany("DELETE FROM checklist_entries WHERE key = ?", [(k,) for k in keys])
+        conn.executemany("INSERT OR REPLACE INTO checklist (key, value) VALUES (?, ?)", rows)
+        conn.executemany(
+            "INSERT INTO checklist_entries (key, entry, value) VALUES (?, ?, ?)", entries
+        )
+
+
+def merge_checklist_entries(store: Store, key: str, entries: dict) -> None:
+    """Store *entries* into the mapping of *key*, as ``mapping.update(entries)`` changes it.
+
+    Only these entries' rows are written: an entry keeps its place, a new one goes last.
+    Raises ValueError when *key* is not stored by entry, TypeError for an entry not a str.
+    """
+    if not stored_by_entry(entries):
+        raise TypeError(f"checklist key {key!r}: entries must be a mapping with str keys")
+    rows = [(key, entry, codec.encode(item)) for entry, item in entries.items()]
+    with transaction(store) as conn:
+        row = conn.execute("SELECT value FROM checklist WHERE key = ?", (key,)).fetchone()
+        if row is None or row[0] != _BY_ENTRY:
+            raise ValueError(f"checklist key {key!r}: got a key not stored by entry")
+        # An upsert, not a replace: the row keeps its rowid, so the entry keeps its place.
+        conn.executemany(
+            "INSERT INTO checklist_entries (key, entry, value) VALUES (?, ?, ?)"
+            " ON CONFLICT (key, entry) DO UPDATE SET value = excluded.value",
+            rows,
+        )
 
 
 def load_checklist(store: Store) -> dict:
-    rows = store.conn.execute("SELECT key, value FROM checklist ORDER BY key")
-    return {key: codec.decode(value) for key, value in rows}
+    """The stored checklist, keys sorted, each mapping's entries in the order they came."""
+    rows = store.conn.execute("SELECT key, value FROM checklist ORDER BY key").fetchall()
+    mappings = {key: {} for key, value in rows if value == _BY_ENTRY}
+    if mappings:  # a schema 1 store, opened read-only, has no checklist_entries table
+        entries = store.conn.execute(
+            "SELECT key, entry, value FROM checklist_entries ORDER BY rowid"
+        )
+        for key, entry, value in entries:
+            if key in mappings:
+                mappings[key][entry] = codec.decode(value)
+    return {
+        key: mappings[key] if value == _BY_ENTRY else codec.decode(value) for key, value in rows
+    }
 
 
 def prune(store: Store, older_than: float) -> tuple[int, int]:

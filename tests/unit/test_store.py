@@ -2,11 +2,14 @@
 
 import datetime
 import multiprocessing
+import sqlite3
 import time
 
 import pytest
 
 from nowcastkit import store as st
+
+pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
@@ -82,7 +85,7 @@ def test_checklist_rows_update_only_named_keys(store):
 
 
 def test_checklist_rows_are_json_and_yaml_rows_still_load(store):
-    checklist = {"new": {"files": ["a.nc"]}, "dated": {"day": datetime.date(2026, 11, 23)}}
+    checklist = {"new": ["a.nc"], "dated": {"day": datetime.date(2026, 11, 23)}}
     with st.transaction(store):
         st.put_checklist(store, checklist)
         # A row as an earlier version wrote it: block YAML.
@@ -90,8 +93,144 @@ def test_checklist_rows_are_json_and_yaml_rows_still_load(store):
             "INSERT INTO checklist (key, value) VALUES ('old', ?)", ("files:\n- b.nc\nn: 1\n",)
         )
     rows = dict(store.conn.execute("SELECT key, value FROM checklist"))
-    assert rows["new"] == '{"files": ["a.nc"]}'
+    assert rows["new"] == '["a.nc"]'
+    entries = store.conn.execute("SELECT key, entry, value FROM checklist_entries").fetchall()
+    assert entries == [("dated", "day", "2026-11-23\n")]
     assert st.load_checklist(store) == {**checklist, "old": {"files": ["b.nc"], "n": 1}}
+
+
+def _entries(store: st.Store, key: str) -> list[str]:
+    rows = store.conn.execute(
+        "SELECT entry FROM checklist_entries WHERE key = ? ORDER BY rowid", (key,)
+    )
+    return [entry for (entry,) in rows]
+
+
+def test_mixed_checklists_round_trip_by_entry_and_whole(store):
+    checklist = {
+        "files": {"z.nc": {"size": 3}, "a.nc": None, "m.nc": [1, 2.5, "x"]},
+        "list": [{"a": 1}],
+        "empty": {},
+        "numbered": {1: "one", 2: "two"},  # not all str: one row, as before
+        "text": "plain",
+    }
+    with st.transaction(store):
+        st.put_checklist(store, checklist)
+    loaded = st.load_checklist(store)
+    assert loaded == checklist
+    assert list(loaded) == sorted(checklist)
+    assert list(loaded["files"]) == ["z.nc", "a.nc", "m.nc"]  # as stored, not sorted
+    assert _entries(store, "files") == ["z.nc", "a.nc", "m.nc"]
+    assert _entries(store, "numbered") == []
+
+    checklist["files"] = ["now a list"]
+    with st.transaction(store):
+        st.put_checklist(store, checklist, ["files"])
+    assert _entries(store, "files") == []
+    assert st.load_checklist(store) == checklist
+
+    checklist["files"] = {"b.nc": 1, "a.nc": 2}
+    checklist["list"] = {"was": "a list"}
+    with st.transaction(store):
+        st.put_checklist(store, checklist, ["files", "list"])
+        st.merge_checklist_entries(store, "empty", {"first": 1})
+    checklist["empty"]["first"] = 1
+    assert st.load_checklist(store) == checklist
+    assert _entries(store, "files") == ["b.nc", "a.nc"]
+
+
+def test_merged_entries_keep_their_order_across_a_reopen(tmp_path):
+    path = tmp_path / "state.sqlite"
+    store = st.open_store(path)
+    checklist = {"k": {"b": 1, "a": 2, "c": 3}}
+    with st.transaction(store):
+        st.put_checklist(store, checklist)
+    for payload in ({"a": 20, "d": 4}, {"b": [1], "e": {"x": 1}}, {"d": None}):
+        with st.transaction(store):
+            st.merge_checklist_entries(store, "k", payload)
+        checklist["k"].update(payload)
+        loaded = st.load_checklist(store)
+        assert (loaded, list(loaded["k"])) == (checklist, list(checklist["k"]))
+    store.conn.close()
+    store = st.open_store(path)
+    loaded = st.load_checklist(store)
+    store.conn.close()
+    assert (loaded, list(loaded["k"])) == (checklist, ["b", "a", "c", "d", "e"])
+
+
+def test_merge_refuses_a_key_not_stored_by_entry_and_entries_not_named_by_str(store):
+    with st.transaction(store):
+        st.put_checklist(store, {"list": [1], "map": {"a": 1}})
+    for key in ("list", "absent"):
+        with pytest.raises(ValueError, match=f"checklist key '{key}': got a key not stored"):
+            st.merge_checklist_entries(store, key, {"a": 1})
+    with pytest.raises(TypeError, match="entries must be a mapping with str keys"):
+        st.merge_checklist_entries(store, "map", {1: "one"})
+    assert st.load_checklist(store) == {"list": [1], "map": {"a": 1}}
+
+
+# The checklist tables and rows as schema 1 wrote them: one row per key.
+_SCHEMA_1 = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE checklist (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema', '1'), ('checklist', 'in store');
+INSERT INTO checklist VALUES ('files', '{"b.nc": 1, "a.nc": {"n": 2}}'), ('list', '[1, 2]'),
+    ('yaml', 'day: 2026-11-23
+n: 1
+'), ('empty', '{}');
+"""
+
+
+def test_a_schema_1_store_loads_and_takes_merges(tmp_path):
+    path = tmp_path / "state.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA_1)
+    conn.close()
+    expected = {
+        "empty": {},
+        "files": {"b.nc": 1, "a.nc": {"n": 2}},
+        "list": [1, 2],
+        "yaml": {"day": datetime.date(2026, 11, 23), "n": 1},
+    }
+    reader = st.open_read_only(path)  # an operator tool, before the manager upgraded it
+    assert st.load_checklist(reader) == expected
+    reader.conn.close()
+
+    store = st.open_store(path)
+    assert st.get_meta(store, "schema") == str(st.SCHEMA_VERSION) == "2"
+    assert st.load_checklist(store) == expected
+    with st.transaction(store):
+        st.merge_checklist_entries(store, "files", {"c.nc": 3, "b.nc": 10})
+        st.merge_checklist_entries(store, "yaml", {"n": 2})
+        st.merge_checklist_entries(store, "empty", {"e": 1})
+    store.conn.close()
+    store = st.open_store(path)
+    loaded = st.load_checklist(store)
+    store.conn.close()
+    assert loaded == {
+        **expected,
+        "empty": {"e": 1},
+        "files": {"b.nc": 10, "a.nc": {"n": 2}, "c.nc": 3},
+        "yaml": {"day": datetime.date(2026, 11, 23), "n": 2},
+    }
+    assert list(loaded["files"]) == ["b.nc", "a.nc", "c.nc"]
+
+
+def test_merging_one_entry_into_a_large_mapping_writes_one_row(store):
+    checklist = {"big": {f"f{i:05d}.nc": {"done": True, "n": i} for i in range(5000)}}
+    with st.transaction(store):
+        st.put_checklist(store, checklist)
+    for payload in ({"f00042.nc": {"done": False}}, {"new.nc": {"n": -1}}):
+        before = store.conn.total_changes
+        with st.transaction(store):
+            st.merge_checklist_entries(store, "big", payload)
+        assert store.conn.total_changes - before == 1
+        checklist["big"].update(payload)
+    before = store.conn.total_changes
+    with st.transaction(store):
+        st.put_checklist(store, checklist, ["big"])  # whole: every entry rewritten
+    assert store.conn.total_changes - before > 2 * 5000
+    assert st.load_checklist(store) == checklist
 
 
 def test_prune_drops_old_ids_and_finished_runs_only(store):
