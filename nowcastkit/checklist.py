@@ -10,7 +10,10 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import time
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,9 @@ __all__ = [
 # Logged under the manager's name: this is the manager's state.
 log = logging.getLogger("manager")
 _tmp_serial = itertools.count()
+# The start of each line that is not empty: an entry's block is indented under its key.
+_LINE_START = re.compile(r"^(?=.)", re.MULTILINE)
+_NOTHING: frozenset[int] = frozenset()
 
 
 def dump(checklist: dict) -> str:
@@ -43,26 +49,79 @@ def dump(checklist: dict) -> str:
 
 
 @attrs.define(eq=False)
+class _Entries:
+    """A str-keyed mapping's YAML kept entry by entry: its key's line, each entry's block.
+
+    Entries that share an object would be written once with an anchor by a whole dump, so
+    the objects each entry holds are counted; while any is shared the key is dumped whole.
+    """
+
+    #: id() of the mapping the entries are of.
+    value_id: int
+    #: The key's line (``key:``), or None when the key is not written on one line.
+    header: str | None
+    #: Each entry's block, indented, with the id() of the value it was dumped from.
+    blocks: dict[str, tuple[int, str]] = attrs.field(factory=dict)
+    #: The ids of the objects each entry holds that YAML anchors when it meets them twice.
+    holds: dict[str, frozenset[int]] = attrs.field(factory=dict)
+    #: How many entries hold each such object; the mapping itself counts as one.
+    holders: Counter[int] = attrs.field(factory=Counter)
+    #: How many objects more than one entry holds.
+    shared: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        self.holders[self.value_id] = 1  # an entry holding the mapping itself is shared
+
+    def add(self, entry: str, value: Any) -> tuple[int, str]:
+        """Dump *entry* again and count what it holds."""
+        self.drop(entry)
+        block = self.blocks[entry] = (id(value), _dump_entry(entry, value))
+        self.holds[entry] = held = _anchorable(value)
+        for obj in held:
+            self.holders[obj] += 1
+            self.shared += self.holders[obj] == 2
+        return block
+
+    def drop(self, entry: str) -> None:
+        """Forget *entry*, whose value changed or went."""
+        self.blocks.pop(entry, None)
+        for obj in self.holds.pop(entry, _NOTHING):
+            self.holders[obj] -= 1
+            self.shared -= self.holders[obj] == 1
+            if not self.holders[obj]:
+                del self.holders[obj]
+
+
+@attrs.define(eq=False)
 class DumpCache:
     """Each top-level key's YAML block, with the id() of the value it was dumped from.
 
-    Whoever changes a key's value must forget that key: a mapping updated in place keeps
+    A key holding a str-keyed mapping is kept entry by entry instead, so that changing one
+    entry of a large mapping dumps that entry alone. Whoever changes a key's value must
+    forget that key, or the entries of it that changed: a mapping updated in place keeps
     its id(), which is checked only as a safeguard against a value replaced unannounced.
     """
 
     blocks: dict[Any, tuple[int, str]] = attrs.field(factory=dict)
+    entries: dict[Any, _Entries] = attrs.field(factory=dict)
 
-    def forget(self, key: Any) -> None:
-        """Drop the block of *key*, whose value changed or went."""
+    def forget(self, key: Any, entries: Iterable[str] | None = None) -> None:
+        """Drop the block of *key*, or of only these *entries* of it, changed or gone."""
         self.blocks.pop(key, None)
+        if entries is None:
+            self.entries.pop(key, None)
+        elif (kept := self.entries.get(key)) is not None:
+            for entry in entries:
+                kept.drop(entry)
 
     def forget_all(self) -> None:
         """Drop every block, for a checklist cleared, restored or loaded."""
         self.blocks.clear()
+        self.entries.clear()
 
 
 def dump_cached(checklist: dict, cache: DumpCache) -> str:
-    """``dump(checklist)``, dumping again only the keys whose block *cache* does not hold.
+    """``dump(checklist)``, dumping again only the keys and entries *cache* does not hold.
 
     Blocks are joined in the order ``dump`` gives the keys: sorted, or as inserted when they
     do not sort. Each block numbers its anchors from id001, so when two blocks have anchors
@@ -72,18 +131,83 @@ def dump_cached(checklist: dict, cache: DumpCache) -> str:
         keys = sorted(checklist)
     except TypeError:
         keys = list(checklist)
-    blocks = cache.blocks
-    parts = []
-    for key in keys:
-        value = checklist[key]
-        cached = blocks.get(key)
-        if cached is None or cached[0] != id(value):
-            cached = blocks[key] = (id(value), dump({key: value}))
-        parts.append(cached[1])
-    text = "".join(parts)
+    text = "".join([_key_block(cache, key, checklist[key]) for key in keys])
     if not text or text.count(" &id001") > 1:
         return dump(checklist)
     return text
+
+
+def _key_block(cache: DumpCache, key: Any, value: Any) -> str:
+    """The YAML of ``{key: value}``: by entry from *cache* when it can be, else whole."""
+    if isinstance(value, dict) and value and all(isinstance(entry, str) for entry in value):
+        text = _entries_block(cache, key, value)
+        if text is not None:
+            cache.blocks.pop(key, None)
+            return text
+    else:
+        cache.entries.pop(key, None)
+    cached = cache.blocks.get(key)
+    if cached is None or cached[0] != id(value):
+        cached = cache.blocks[key] = (id(value), dump({key: value}))
+    return cached[1]
+
+
+def _entries_block(cache: DumpCache, key: Any, value: dict[str, Any]) -> str | None:
+    """The YAML of ``{key: value}`` joined from its entries' blocks; None if it cannot be."""
+    kept = cache.entries.get(key)
+    if kept is None or kept.value_id != id(value):
+        kept = cache.entries[key] = _Entries(id(value), _header(key))
+    if kept.header is None:
+        return None
+    if len(kept.blocks) > len(value):  # entries deleted without being forgotten
+        for entry in [entry for entry in kept.blocks if entry not in value]:
+            kept.drop(entry)
+    parts = [kept.header]
+    for entry in sorted(value):
+        item = value[entry]
+        block = kept.blocks.get(entry)
+        if block is None or block[0] != id(item):
+            block = kept.add(entry, item)
+        parts.append(block[1])
+    return None if kept.shared else "".join(parts)
+
+
+def _header(key: Any) -> str | None:
+    """The line ``dump`` writes *key* on above its mapping's entries, or None if not one."""
+    text = codec.yaml_text({key: {"x": 0}})
+    header, found, rest = text.rpartition("\n  x: 0\n")
+    if not found or rest or "\n" in header or header.startswith("? "):
+        return None  # a complex key (``? ...``), too long or many lines for a simple one
+    return header + "\n"
+
+
+def _dump_entry(entry: str, value: Any) -> str:
+    """The block of one entry, indented two spaces as it is within its key's mapping.
+
+    Dumped 2 narrower than ``dump``'s 80 columns, so long strings wrap where they would.
+    """
+    text = yaml.dump({entry: value}, Dumper=yaml.CSafeDumper, default_flow_style=False, width=78)
+    return _LINE_START.sub("  ", text)
+
+
+def _anchorable(value: Any) -> frozenset[int]:
+    """The ids of the objects in *value* that YAML would anchor when it meets them twice.
+
+    Those are all but None, str, bytes, bool, int and float (SafeRepresenter.ignore_aliases).
+    """
+    found: set[int] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is None or isinstance(item, str | bytes | bool | int | float) or id(item) in found:
+            continue
+        found.add(id(item))
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+    return frozenset(found) if found else _NOTHING
 
 
 def read(path: Path) -> dict:

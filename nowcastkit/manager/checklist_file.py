@@ -15,6 +15,7 @@ delay`` seconds, and a write dumps again only the keys changed since the last.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +52,15 @@ class ChecklistFile:
             Path(config["checklist file"]), DEFAULT_WRITE_DELAY if delay is None else float(delay)
         )
 
-    def forget(self, key: Any = None) -> None:
-        """Drop the block of *key*, whose value changed or went; every block when None."""
+    def forget(self, key: Any = None, entries: Iterable[str] | None = None) -> None:
+        """Drop the block of *key*, or of only these *entries* of its mapping, changed or gone.
+
+        Every block when *key* is None.
+        """
         if key is None:
             self.blocks.forget_all()
         else:
-            self.blocks.forget(key)
+            self.blocks.forget(key, entries)
 
     def text(self, checklist: dict) -> str:
         """The file's text for *checklist*, dumping only the keys forgotten since."""

@@ -13,6 +13,10 @@ from hypothesis import strategies as st
 
 from nowcastkit import checklist
 from nowcastkit.errors import NowcastkitError
+from tests.unit.plain_data import scalars as hostile_scalars
+from tests.unit.plain_data import texts as hostile_texts
+
+pytestmark = pytest.mark.timeout(60)
 
 
 def test_mapping_payload_updates_the_section():
@@ -155,6 +159,122 @@ def test_cached_dump_redumps_a_value_replaced_without_forget():
     replaced, state["a"] = state["a"], {"n": 2}
     assert checklist.dump_cached(state, cache) == "a:\n  n: 2\nb: 2\n"
     assert replaced == {"n": 1}
+
+
+entry_steps = st.lists(
+    st.tuples(st.sampled_from(["merge", "merge", "drop entry", "set", "delete"]), keys, values)
+)
+
+
+def _step(state: dict, cache: checklist.DumpCache, action: str, key: str, value) -> None:
+    """One change to *state* under "big" (a mapping from the start), forgotten as it was made."""
+    big = state.get("big")
+    if action == "merge" and isinstance(big, dict):
+        payload = value if isinstance(value, dict) else {key: value}
+        big.update(payload)
+        cache.forget("big", payload)
+    elif action == "drop entry" and isinstance(big, dict) and big:
+        entry = key if key in big else next(iter(big))
+        del big[entry]
+        cache.forget("big", [entry])
+    elif action == "delete":
+        state.pop(key, None)
+        cache.forget(key)
+    else:
+        state[key if action == "set" else "big"] = value
+        cache.forget(key if action == "set" else "big")
+
+
+@given(entry_steps)
+def test_cached_dump_equals_dump_after_entry_level_changes(steps):
+    state = {"big": {f"e{i}": [i, {"x": "y"}] for i in range(5)}, "a": 1}
+    cache = checklist.DumpCache()
+    assert checklist.dump_cached(state, cache) == checklist.dump(state)
+    for step in steps:
+        _step(state, cache, *step)
+        assert checklist.dump_cached(state, cache) == checklist.dump(state)
+
+
+long_texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)
+hostile_keys = hostile_texts | long_texts
+hostile = st.recursive(
+    hostile_scalars | long_texts,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(hostile_keys, inner, max_size=4),
+    max_leaves=15,
+)
+
+
+@given(hostile_keys, st.dictionaries(hostile_keys, hostile, min_size=1, max_size=6), hostile)
+def test_cached_dump_of_hostile_entries_loads_as_the_checklist(key, mapping, update):
+    state, cache = {key: mapping, "other": [1]}, checklist.DumpCache()
+    for _ in range(2):
+        text = checklist.dump_cached(state, cache)
+        assert yaml.load(text, Loader=yaml.CSafeLoader) == state
+        entry = next(iter(mapping))
+        mapping[entry] = update
+        cache.forget(key, [entry])
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"k" * 200: {"a": 1}, "short": {"e" * 200: "long entry", "b": "x " * 100}},
+        {"yes": {"no": "~", "": None, "multi\nline": "a\n\nb  c\n"}, "2": {"e": {}}},
+        {"k": {"e": "word " * 50, "f": ["item " * 30, {"g": "z " * 60}]}},
+    ],
+    ids=["complex keys", "quoted keys and multi-line strings", "long strings wrapped"],
+)
+def test_cached_dump_by_entry_equals_dump(state):
+    cache = checklist.DumpCache()
+    assert checklist.dump_cached(state, cache) == checklist.dump(state)
+    for key, value in state.items():
+        entry = sorted(value)[-1]
+        value[entry] = [value[entry]]
+        cache.forget(key, [entry])
+    assert checklist.dump_cached(state, cache) == checklist.dump(state)
+
+
+def test_entries_sharing_a_value_are_dumped_with_its_anchor_until_they_no_longer_do():
+    shared, day = [1, 2], datetime.date(2026, 11, 23)
+    state, cache = {"k": {"a": shared, "b": 1, "c": day}, "z": 1}, checklist.DumpCache()
+    assert checklist.dump_cached(state, cache) == checklist.dump(state)
+    for entry, value in [("b", {"again": shared}), ("b", day), ("b", 2), ("a", [1, 2])]:
+        state["k"][entry] = value
+        cache.forget("k", [entry])
+        text = checklist.dump_cached(state, cache)
+        assert text == checklist.dump(state)
+        assert ("&id001" in text) == (entry == "b" and value != 2)
+    state["k"]["self"] = state["k"]  # an entry holding its own mapping: dumped whole
+    cache.forget("k", ["self"])
+    assert checklist.dump_cached(state, cache) == checklist.dump(state)
+
+
+def test_forgetting_one_entry_dumps_that_entry_again_only(monkeypatch):
+    state = {"big": {f"e{i:04d}": {"done": True, "n": i} for i in range(1000)}, "list": [1]}
+    cache = checklist.DumpCache()
+    checklist.dump_cached(state, cache)
+    dump, dump_entry = checklist.dump, checklist._dump_entry
+    dumped = []
+
+    def counting_dump(data: dict) -> str:
+        dumped.append(list(data))
+        return dump(data)
+
+    def counting_dump_entry(entry: str, value) -> str:
+        dumped.append(entry)
+        return dump_entry(entry, value)
+
+    monkeypatch.setattr(checklist, "dump", counting_dump)
+    monkeypatch.setattr(checklist, "_dump_entry", counting_dump_entry)
+    state["big"]["e0042"]["done"] = False
+    state["big"].update({"new": 1})
+    cache.forget("big", ["e0042", "new"])
+    assert checklist.dump_cached(state, cache) == dump(state)
+    assert dumped == ["e0042", "new"]
+    del state["big"]["e0001"]
+    cache.forget("big", ["e0001"])
+    assert checklist.dump_cached(state, cache) == dump(state)
+    assert dumped == ["e0042", "new"]  # a deleted entry is only left out
 
 
 def test_read_gives_the_tools_the_file_or_one_line_naming_it(tmp_path):

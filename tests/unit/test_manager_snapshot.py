@@ -136,19 +136,24 @@ def test_the_file_after_a_clear_and_after_a_clear_undone(manager, caplog):
 def test_a_write_dumps_only_the_keys_changed_since_the_last(tmp_path, monkeypatch):
     prefilled = {f"key {i:05d}": {"done": True, "files": [f"f{i}.nc"], "n": i} for i in range(5000)}
     manager = make_manager(tmp_path, prefilled)
-    dump = checklist.dump
+    dump, dump_entry = checklist.dump, checklist._dump_entry
     dumped = []
 
     def counting_dump(data: dict) -> str:
         dumped.append(list(data))
         return dump(data)
 
+    def counting_dump_entry(entry: str, value) -> str:  # an entry of a mapping, such as a's
+        dumped.append(entry)
+        return dump_entry(entry, value)
+
     monkeypatch.setattr(checklist, "dump", counting_dump)
+    monkeypatch.setattr(checklist, "_dump_entry", counting_dump_entry)
     try:
         answer(manager, [request("a", {"n": 1})])
         answer(manager, [request("a", {"m": 2}), request("b", [1])])
         manager.file.write(manager.checklist, 0.0)
-        assert dumped == [["a"], ["a"], ["b"]]
+        assert dumped == ["n", "m", "n", ["b"]]  # a's entries (sorted), then b; none of the 5,000
         assert on_file(manager) == dump(manager.checklist)
         assert manager.checklist == {**prefilled, "a": {"n": 1, "m": 2}, "b": [1]}
     finally:
@@ -182,6 +187,16 @@ def test_changes_are_written_at_once_after_a_quiet_spell_then_at_most_every_dela
     assert (file.due, yaml.safe_load(file.path.read_text())) == (101.0, {"a": {"n": 1}})
     file.flush(state, now=101.0)
     assert (file.due, yaml.safe_load(file.path.read_text())) == (None, {"a": {"n": 2}})
+
+
+def test_forgetting_entries_of_a_key_writes_them_anew(tmp_path):
+    file = ChecklistFile(tmp_path / "checklist.yaml", delay=0.0)
+    state = {"a": {"n": 1, "m": 2}, "b": [1]}
+    file.write(state, now=0.0)
+    state["a"].update({"n": 10, "new": 3})
+    file.forget("a", ["n", "new"])
+    file.write(state, now=1.0)
+    assert file.path.read_text() == checklist.dump(state)
 
 
 def test_an_unwritable_file_is_logged_not_raised(tmp_path, caplog):
