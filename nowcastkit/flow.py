@@ -1,13 +1,12 @@
-"""The system's flow: the user's ``next_workers`` module and race-condition groups.
+"""The system's flow: the user's ``next_workers`` module and its ``after_<worker>`` calls.
 
 The module is found once on the import path (with the config file's folder
 first on it) and compiled from its source whenever the file changes (the
 manager looks once per batch of messages), so an edit takes effect on the next
 message without a manager restart and without stale bytecode.
 ``after_<worker>(msg, config, checklist)`` returns the workers to launch. It may
-return ``(workers, {names})`` instead: the workers launch at once, and whatever
-the named workers' own ``after_`` functions return is held until every named
-worker has reported, then launched together.
+return ``(workers, {names})`` instead, which opens a race-condition group
+(:mod:`nowcastkit.race`).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import os
 import sys
 import traceback
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +28,9 @@ from nowcastkit.errors import FlowError
 from nowcastkit.message import Message
 from nowcastkit.next_worker import NextWorker
 
-__all__ = ["Flow", "RaceGroup"]
+__all__ = ["Flow"]
 
 log = logging.getLogger("manager")
-
-
-@attrs.define
-class RaceGroup:
-    """Workers held until every worker named in ``waiting`` has reported."""
-
-    waiting: set[str]
-    held: list[NextWorker]
 
 
 @attrs.define
@@ -47,7 +38,6 @@ class Flow:
     module_name: str
     search_path: Path
     module: types.ModuleType | None = None
-    groups: list[RaceGroup] = attrs.field(factory=list)
     _source: Path | None = None
     _stamp: tuple | None = None
     _error: FlowError | None = None
@@ -95,8 +85,13 @@ class Flow:
         was_failing, self._error = self._error is not None, None
         log.info("next workers module %sloaded from %s", "re" if was_failing else "", source)
 
-    def next_workers(self, msg: Message, config: Any, checklist: dict) -> list[NextWorker]:
-        """Call ``after_<source>`` and return the workers to launch now."""
+    def after(
+        self, msg: Message, config: Any, checklist: Mapping
+    ) -> tuple[list[NextWorker], set[str]]:
+        """Call ``after_<source>``: the workers it returns, and the names they must wait for.
+
+        Raises FlowError, with the reply type to send, when the module or the call fails.
+        """
         self.refresh()
         if self._error is not None:
             raise self._error
@@ -113,25 +108,7 @@ class Flow:
             raise FlowError(
                 "after_worker error", f"after_{msg.source} raised {_one_line(err)}"
             ) from None
-        workers, must_finish = _split_result(msg.source, result)
-        return self._hold_or_release(msg.source, workers, must_finish)
-
-    def _hold_or_release(self, source: str, workers: list, must_finish: set) -> list[NextWorker]:
-        joined = next((group for group in self.groups if source in group.waiting), None)
-        for group in self.groups:
-            group.waiting.discard(source)
-        launch: list[NextWorker] = []
-        if must_finish:
-            self.groups.append(RaceGroup(set(must_finish), []))
-            launch.extend(workers)
-        elif joined is not None:
-            joined.held.extend(workers)
-        else:
-            launch.extend(workers)
-        for group in [group for group in self.groups if not group.waiting]:
-            self.groups.remove(group)
-            launch.extend(group.held)
-        return launch
+        return _split_result(msg.source, result)
 
     def _fail(self, text: str) -> None:
         self._error = FlowError("after_worker error", text)

@@ -306,21 +306,15 @@ def merge_checklist_entries(store: Store, key: str, entries: dict) -> None:
     """Store *entries* into the mapping of *key*, as ``mapping.update(entries)`` changes it.
 
     Only these entries' rows are written: an entry keeps its place, a new one goes last.
-    Raises ValueError when *key* is not stored by entry, TypeError for an entry not a str.
+    *key* must be stored by entry already, and *entries* pass :func:`stored_by_entry`;
+    the caller knows both (the manager's ledger does), so neither is looked up here.
     """
-    if not stored_by_entry(entries):
-        raise TypeError(f"checklist key {key!r}: entries must be a mapping with str keys")
-    rows = [(key, entry, codec.encode(item)) for entry, item in entries.items()]
-    with transaction(store) as conn:
-        row = conn.execute("SELECT value FROM checklist WHERE key = ?", (key,)).fetchone()
-        if row is None or row[0] != _BY_ENTRY:
-            raise ValueError(f"checklist key {key!r}: got a key not stored by entry")
-        # An upsert, not a replace: the row keeps its rowid, so the entry keeps its place.
-        conn.executemany(
-            "INSERT INTO checklist_entries (key, entry, value) VALUES (?, ?, ?)"
-            " ON CONFLICT (key, entry) DO UPDATE SET value = excluded.value",
-            rows,
-        )
+    # An upsert, not a replace: the row keeps its rowid, so the entry keeps its place.
+    store.conn.executemany(
+        "INSERT INTO checklist_entries (key, entry, value) VALUES (?, ?, ?)"
+        " ON CONFLICT (key, entry) DO UPDATE SET value = excluded.value",
+        [(key, entry, codec.encode(item)) for entry, item in entries.items()],
+    )
 
 
 def load_checklist(store: Store) -> dict:

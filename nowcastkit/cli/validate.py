@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from nowcastkit import checklist as checklist_file
+from nowcastkit import race
 from nowcastkit.config import Config, check
 from nowcastkit.errors import ConfigError, FlowError, NowcastkitError
 from nowcastkit.flow import Flow
@@ -166,14 +167,15 @@ def _dry_run(args: argparse.Namespace, config: Config, flow: Flow) -> int:
         raise NowcastkitError(f"--payload: not valid YAML: {err.problem}") from None
     state = _current_checklist(config)
     try:
-        launch = flow.next_workers(Message(worker, msg_type, payload), config, state)
+        workers, must_finish = flow.after(Message(worker, msg_type, payload), config, state)
     except FlowError as err:
         print(f"after_{worker}: {err}", file=sys.stderr)
         return 1
+    settled = race.settle((), worker, workers, must_finish)
     result = {
-        "launch": [_describe(w, config) for w in launch],
+        "launch": [_describe(w, config) for w in settled.launch],
         "hold": [{"until": sorted(g.waiting), "workers": [_describe(w, config) for w in g.held]}
-                 for g in flow.groups],
+                 for g in settled.groups],
     }  # fmt: skip
     if args.json:
         print(json.dumps(result))

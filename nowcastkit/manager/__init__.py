@@ -2,16 +2,18 @@
 
     python -m nowcastkit.manager nowcast.yaml [--ignore-checklist]
 
-For each message it checks the registry, merges the payload into the
-checklist at the worker's ``checklist key``, calls ``after_<worker>(msg,
-config, checklist)`` from the next workers module, commits all of that to its
-store, replies, then launches the returned workers and watches them to the
-end. Every message gets a reply; nothing a message carries or
-``after_<worker>`` raises stops the manager, and a kill at any instant loses
-nothing: see :mod:`nowcastkit.manager.recovery`.
+Who owns what (the path of one message is in :mod:`.decide`):
+
+- :mod:`.decide`: what a message does, as a value (pure but for ``after_<worker>``);
+- :mod:`nowcastkit.race`: race-condition groups, as values;
+- :mod:`.ledger`: the store, the checklist and the race groups; commits a batch;
+- :mod:`.checklist_file`: when and what the checklist file is written;
+- :mod:`.supervisor`: the runs going now, through a launcher (:mod:`.launchers`);
+- :mod:`.events`: the monitor feed;
+- :mod:`.process`: the sockets, the signals and the loop.
 """
 
-from nowcastkit.manager.dispatch import MANAGER_REPLIES, Manager, handle
-from nowcastkit.manager.loop import main
+from nowcastkit.manager.decide import MANAGER_REPLIES
+from nowcastkit.manager.process import ManagerProcess, main
 
-__all__ = ["MANAGER_REPLIES", "Manager", "handle", "main"]
+__all__ = ["MANAGER_REPLIES", "ManagerProcess", "main"]

@@ -1,5 +1,5 @@
 import sys
 
-from nowcastkit.manager.loop import main
+from nowcastkit.manager.process import main
 
 sys.exit(main())

@@ -4,26 +4,26 @@
     ask(control_endpoint(config), {"command": "checklist", "keys": ["sleepyhead"]})
 
 Requests and replies are small YAML mappings; every reply has ``ok``. ``ping``
-and ``launch`` live in :mod:`nowcastkit.manager.loop`; the commands here only
-read the manager's memory (and its store, for the runs' launch times).
+and ``launch`` are answered in :mod:`nowcastkit.manager.process`; these only
+read the committed state and the runs going now.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Mapping
 
 from nowcastkit import store as st
-from nowcastkit.manager.dispatch import Manager
+from nowcastkit.manager.ledger import Ledger
+from nowcastkit.manager.supervisor import Supervisor
 
-__all__ = ["COMMANDS", "checklist", "status"]
+__all__ = ["checklist", "status"]
 
 
-def status(manager: Manager, request: dict) -> dict:
-    """The manager's pid and start, its running runs, race groups and malformed count."""
-    launched = {run.run_id: run for run in st.unfinished_runs(manager.store)}
+def status(ledger: Ledger, supervisor: Supervisor, facts: dict) -> dict:
+    """The manager's *facts* (pid, start, …), its running runs, race groups and checklist keys."""
+    launched = {run.run_id: run for run in st.unfinished_runs(ledger.store)}
     running = []
-    for run_id, item in manager.runs.active.items():
+    for run_id, item in supervisor.active.items():
         record = launched.get(run_id)
         running.append({
             "run": run_id, "worker": item.worker.name, "module": item.worker.module,
@@ -32,26 +32,21 @@ def status(manager: Manager, request: dict) -> dict:
         })  # fmt: skip
     groups = [
         {"waiting": sorted(group.waiting), "held": [w.module for w in group.held]}
-        for group in manager.flow.groups
+        for group in ledger.groups
     ]
     return {
-        "ok": True, "pid": os.getpid(), "host": manager.host,
-        "started": manager.started, "running": running, "race groups": groups,
-        "malformed": manager.malformed, "checklist keys": sorted(map(str, manager.checklist)),
-        "events dropped": manager.events.dropped,
+        "ok": True, **facts, "running": running, "race groups": groups,
+        "checklist keys": sorted(map(str, ledger.checklist)),
     }  # fmt: skip
 
 
-def checklist(manager: Manager, request: dict) -> dict:
+def checklist(checklist: Mapping, request: dict) -> dict:
     """The live checklist, or the sections named in ``keys``."""
     keys = request.get("keys") or []
     if not isinstance(keys, list):
         return {"ok": False, "error": f"keys: got {keys!r}, expected a list"}
-    missing = [key for key in keys if key not in manager.checklist]
+    missing = [key for key in keys if key not in checklist]
     if missing:
         return {"ok": False, "error": f"checklist has no key {missing[0]!r}"}
-    chosen = {key: manager.checklist[key] for key in keys} if keys else manager.checklist
+    chosen = {key: checklist[key] for key in keys} if keys else checklist
     return {"ok": True, "checklist": chosen}
-
-
-COMMANDS: dict[str, Callable[[Manager, dict], dict]] = {"status": status, "checklist": checklist}

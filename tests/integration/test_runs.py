@@ -1,4 +1,4 @@
-"""Launched worker runs: per-run logs, exits without a report, deadlines."""
+"""The supervisor's runs: per-run logs, exits without a report, deadlines, adopted pids."""
 
 import os
 import signal
@@ -9,8 +9,10 @@ import yaml
 from conftest import base_config, wait_for
 
 from nowcastkit import NextWorker
-from nowcastkit import runs as rn
 from nowcastkit.config import load_config
+from nowcastkit.manager import supervisor as sv
+from nowcastkit.manager.decide import Launch
+from nowcastkit.manager.launchers import is_alive
 
 WORKER = """\
 import os, sys, time
@@ -33,23 +35,28 @@ def setup(tmp_path, monkeypatch):
     (tmp_path / "nowcast.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    runs = rn.Runs(tmp_path / "runs")
-    yield runs, load_config(tmp_path / "nowcast.yaml")
-    for running in runs.active.values():
+    supervisor = sv.Supervisor(load_config(tmp_path / "nowcast.yaml"), tmp_path / "runs")
+    yield supervisor
+    for running in supervisor.active.values():
         os.killpg(running.pid, signal.SIGKILL)
 
 
-def _reaped(runs):
-    return wait_for(lambda: rn.reap(runs), "exited run")
+def start(supervisor, worker: NextWorker, run_id: str = "r1"):
+    [running], failed = supervisor.start([Launch(run_id, worker)])
+    assert failed == []
+    return running
+
+
+def _ended(supervisor):
+    return wait_for(lambda: supervisor.tick(time.monotonic()), "ended run")
 
 
 def test_sigkilled_worker_becomes_a_crash_with_its_output(setup):
-    runs, config = setup
-    running = rn.launch(runs, NextWorker("tiny"), config)
+    running = start(setup, NextWorker("tiny"))
     wait_for(lambda: "started" in running.log_path.read_text(), "worker output")
     os.kill(running.pid, signal.SIGKILL)
-    [(done, status)] = _reaped(runs)
-    msg = rn.crash_message(done, status)
+    [ended] = _ended(setup)
+    msg = ended.crash
     assert (msg.source, msg.type) == ("tiny", "crash")
     assert msg.payload["signal"] == "SIGKILL"
     assert msg.payload["run id"] == running.run_id
@@ -57,46 +64,48 @@ def test_sigkilled_worker_becomes_a_crash_with_its_output(setup):
 
 
 def test_exit_status_and_last_output_are_reported(setup):
-    runs, config = setup
-    rn.launch(runs, NextWorker("tiny", args=["exit3"]), config)
-    [(done, status)] = _reaped(runs)
-    payload = rn.crash_message(done, status).payload
-    assert payload["exit status"] == 3
+    start(setup, NextWorker("tiny", args=["exit3"]))
+    [ended] = _ended(setup)
+    payload = ended.crash.payload
+    assert ended.status == payload["exit status"] == 3
     assert payload["reason"] == "exited without reporting to the manager"
-    assert payload["last output"][-2:] == [f"started {done.run_id}", "to stderr"]
+    assert payload["last output"][-2:] == [f"started {ended.run_id}", "to stderr"]
 
 
-def test_deadline_terms_then_kills(setup):
-    runs, config = setup
-    running = rn.launch(runs, NextWorker("tiny", args=["ignore-term"]), config)
+def test_a_worker_that_cannot_start_is_reported_failed_and_the_rest_start(setup):
+    started, failed = setup.start(
+        [Launch("r1", NextWorker("tiny", host="nowhere")), Launch("r2", NextWorker("tiny"))]
+    )
+    assert [item.run_id for item in failed] == ["r1"]  # no such host in run.enabled hosts
+    assert [running.run_id for running in started] == ["r2"]
+
+
+def test_deadline_terms_then_kills(setup, monkeypatch):
+    running = start(setup, NextWorker("tiny", args=["ignore-term"]))
     wait_for(lambda: "started" in running.log_path.read_text(), "worker output")
     assert running.deadline is not None
-    rn.TERM_GRACE, grace = 0.3, rn.TERM_GRACE
-    try:
-        deadline = time.monotonic() + 10
-        while running.run_id in runs.active:
-            assert time.monotonic() < deadline, "timed-out run never ended"
-            rn.enforce_deadlines(runs, time.monotonic())
-            exited = rn.reap(runs)
-            time.sleep(0.02)
-    finally:
-        rn.TERM_GRACE = grace
-    [(done, status)] = exited
-    payload = rn.crash_message(done, status).payload
+    monkeypatch.setattr(sv, "TERM_GRACE", 0.3)
+    deadline = time.monotonic() + 10
+    while running.run_id in setup.active:
+        assert time.monotonic() < deadline, "timed-out run never ended"
+        ended = setup.tick(time.monotonic())
+        time.sleep(0.02)
+    [ended] = ended
+    payload = ended.crash.payload
     assert payload["reason"] == "timeout"
     assert payload["signal"] == "SIGKILL"  # it ignored SIGTERM
 
 
 def test_adopted_run_is_watched_by_pid_and_run_id(setup):
-    runs, config = setup
-    first = rn.Runs(runs.log_dir)
-    running = rn.launch(first, NextWorker("tiny"), config)
+    first = sv.Supervisor(setup.config, setup.log_dir)
+    running = start(first, NextWorker("tiny"))
     wait_for(lambda: "started" in running.log_path.read_text(), "worker output")
-    assert rn.is_alive(running.pid, running.run_id)
-    assert not rn.is_alive(running.pid, "another-run")
-    rn.adopt(runs, running.run_id, running.worker, running.pid, running.log_path)
-    assert rn.reap(runs) == []
+    assert is_alive(running.pid, running.run_id)
+    assert not is_alive(running.pid, "another-run")
+    setup.adopt(running.run_id, running.worker, running.pid)
+    assert setup.tick(time.monotonic()) == []
+    assert setup.wake_at(0.0) == sv.WATCH_EVERY  # no SIGCHLD for it: looked at on a timer
     os.kill(running.pid, signal.SIGKILL)
-    running.popen.wait(5)
-    [(done, status)] = _reaped(runs)
-    assert done.run_id == running.run_id and status is None
+    running.process.popen.wait(5)
+    [ended] = _ended(setup)
+    assert ended.run_id == running.run_id and ended.status is None

@@ -89,3 +89,30 @@ def test_the_tools_start_without_importing_the_manager(tool):
         [sys.executable, "-c", check], capture_output=True, text=True, timeout=30, check=True
     )
     assert done.stdout.split() == []
+
+
+def imported_by(path: Path) -> set[str]:
+    """The top-level names of every module *path* imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module.partition(".")[0])
+    return found
+
+
+def test_deciding_touches_no_socket_store_process_file_or_clock():
+    effects = {"zmq", "sqlite3", "subprocess", "os", "socket", "time", "signal", "shutil", "io"}
+    assert imported_by(PACKAGE / "manager" / "decide.py") & effects == set()
+    assert imported_by(PACKAGE / "race.py") & effects == set()
+
+
+def test_only_the_manager_process_holds_the_whole_manager():
+    """No other module takes the process's state: each owner gets what it owns."""
+    users = sorted(
+        module_name(path)
+        for path in PACKAGE.rglob("*.py")
+        if "ManagerProcess" in path.read_text()
+    )
+    assert users == ["nowcastkit.manager", "nowcastkit.manager.process"]

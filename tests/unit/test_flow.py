@@ -1,4 +1,4 @@
-"""The flow: after_<worker> results, race-condition groups, and next_workers reloading."""
+"""The flow: after_<worker> results, race-condition groups over them, next_workers reloading."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nowcastkit import Message, NextWorker
+from nowcastkit import Message, NextWorker, race
 from nowcastkit.errors import FlowError
 from nowcastkit.flow import Flow
 
@@ -55,7 +55,24 @@ def names(workers: list[NextWorker]) -> list[str]:
 
 
 def report(flow: Flow, source: str, msg_type: str = "success") -> list[str]:
-    return names(flow.next_workers(Message(source, msg_type), {}, {}))
+    """The workers after_<source> returns."""
+    return names(flow.after(Message(source, msg_type), {}, {})[0])
+
+
+class Chain:
+    """A flow and its race groups, carried from report to report as the manager's ledger does."""
+
+    def __init__(self, flow: Flow) -> None:
+        self.flow, self.groups = flow, ()
+
+    def report(self, source: str, msg_type: str = "success") -> list[str]:
+        """The workers to launch now that *source* reported."""
+        workers, must_finish = self.flow.after(Message(source, msg_type), {}, {})
+        before = self.groups
+        settled = race.settle(before, source, workers, must_finish)
+        assert self.groups is before  # a value: nothing changed in place
+        self.groups = settled.groups
+        return names(settled.launch)
 
 
 def test_after_worker_gets_message_config_and_checklist(tmp_path):
@@ -68,47 +85,57 @@ def test_after_worker_gets_message_config_and_checklist(tmp_path):
             return [NextWorker("workers.awaken", args=[msg.type, config["k"], checklist["c"]])]
         """),
     )
-    workers = flow.next_workers(Message("sleep", "success"), {"k": "v"}, {"c": "x"})
+    workers, must_finish = flow.after(Message("sleep", "success"), {"k": "v"}, {"c": "x"})
     assert workers == [NextWorker("workers.awaken", args=["success", "v", "x"])]
+    assert must_finish == set()
 
 
 def test_racers_launch_at_once_and_what_follows_waits_for_all_of_them(tmp_path):
-    flow = make_flow(tmp_path, RACE_FLOW)
-    assert report(flow, "a") == ["b", "c"]
-    assert report(flow, "c") == []  # from_c waits for b
-    assert report(flow, "b") == ["from_c", "from_b"]
-    assert flow.groups == []
+    chain = Chain(make_flow(tmp_path, RACE_FLOW))
+    assert chain.report("a") == ["b", "c"]
+    assert chain.report("c") == []  # from_c waits for b
+    assert chain.report("b") == ["from_c", "from_b"]
+    assert chain.groups == ()
 
 
 def test_racers_may_report_in_any_order(tmp_path):
-    flow = make_flow(tmp_path, RACE_FLOW)
-    report(flow, "a")
-    assert report(flow, "b") == []
-    assert report(flow, "c") == ["from_b", "from_c"]
+    chain = Chain(make_flow(tmp_path, RACE_FLOW))
+    chain.report("a")
+    assert chain.report("b") == []
+    assert chain.report("c") == ["from_b", "from_c"]
 
 
 def test_a_failing_racer_still_counts_as_finished(tmp_path):
-    flow = make_flow(tmp_path, RACE_FLOW)
-    report(flow, "a")
-    assert report(flow, "b", "failure") == []
-    assert report(flow, "c") == ["from_b", "from_c"]
+    chain = Chain(make_flow(tmp_path, RACE_FLOW))
+    chain.report("a")
+    assert chain.report("b", "failure") == []
+    assert chain.report("c") == ["from_b", "from_c"]
 
 
 def test_two_groups_at_once_release_independently(tmp_path):
-    flow = make_flow(tmp_path, RACE_FLOW)
-    assert report(flow, "a") == ["b", "c"]
-    assert report(flow, "d") == ["f"]
-    assert len(flow.groups) == 2
-    assert report(flow, "f") == ["from_f"]  # d's group is complete; a's still waits
-    assert report(flow, "b") == []
-    assert report(flow, "c") == ["from_b", "from_c"]
-    assert flow.groups == []
+    chain = Chain(make_flow(tmp_path, RACE_FLOW))
+    assert chain.report("a") == ["b", "c"]
+    assert chain.report("d") == ["f"]
+    assert len(chain.groups) == 2
+    assert chain.report("f") == ["from_f"]  # d's group is complete; a's still waits
+    assert chain.report("b") == []
+    assert chain.report("c") == ["from_b", "from_c"]
+    assert chain.groups == ()
 
 
 def test_empty_set_launches_its_workers_instead_of_dropping_them(tmp_path):
-    flow = make_flow(tmp_path, RACE_FLOW)
-    assert report(flow, "e") == ["from_e"]
-    assert flow.groups == []
+    chain = Chain(make_flow(tmp_path, RACE_FLOW))
+    assert chain.report("e") == ["from_e"]
+    assert chain.groups == ()
+
+
+def test_a_report_no_group_waits_for_leaves_the_groups_as_they_are():
+    groups = (race.RaceGroup(frozenset({"b"}), (NextWorker("x"),)),)
+    settled = race.settle(groups, "z", [NextWorker("y")], set())
+    assert (settled.groups, names(settled.launch), settled.changed) == (groups, ["y"], False)
+    settled = race.settle(groups, "b", [], set())
+    assert (settled.groups, names(settled.launch), settled.changed) == ((), ["x"], True)
+    assert [race.from_record(*race.record(group)) for group in groups] == list(groups)
 
 
 def test_missing_after_function(tmp_path):
@@ -197,7 +224,7 @@ def test_module_that_goes_missing_then_returns_is_loaded_again(tmp_path):
     with pytest.raises(FlowError, match="not found"):
         report(flow, "a")
     source.write_text(RACE_FLOW.replace("args=[msg.type]", 'args=["again"]'))
-    assert flow.next_workers(Message("a", "success"), {}, {})[0].args == ("again",)
+    assert flow.after(Message("a", "success"), {}, {})[0][0].args == ("again",)
 
 
 def test_dotted_module_name_in_a_package(tmp_path):

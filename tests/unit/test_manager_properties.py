@@ -10,9 +10,7 @@ from hypothesis import strategies as st
 from nowcastkit import Message
 from nowcastkit import store as state
 from nowcastkit.config import load_config
-from nowcastkit.manager import MANAGER_REPLIES
-from nowcastkit.manager.dispatch import handle
-from nowcastkit.manager.recovery import start
+from nowcastkit.manager import MANAGER_REPLIES, ManagerProcess
 
 NEXT_WORKERS = """\
 from nowcastkit import NextWorker
@@ -72,30 +70,31 @@ def test_every_frame_gets_a_reply_and_state_stays_loadable(tmp_path, batch):
         config["message registry"]["workers"]["sleep"]["clear checklist"] = "clear it"
         config_path.write_text(yaml.safe_dump(config))
         (tmp_path / "next_workers.py").write_text(NEXT_WORKERS)
-    manager, _ = start(load_config(config_path))
+    manager = ManagerProcess.start(load_config(config_path))
     try:
         for tag, frames in batch:
-            reply_frames, _launches = handle(manager, [tag, *frames] if tag else frames)
+            [reply_frames], _launches = manager.answer([[tag, *frames] if tag else frames])
             reply = Message.deserialize(reply_frames[-1])
             assert reply.source == "manager"
             assert reply.type in MANAGER_REPLIES
             if tag:
                 assert reply_frames[0] == tag
-        assert state.load_checklist(manager.store) == manager.checklist
+        assert state.load_checklist(manager.ledger.store) == manager.ledger.checklist
         on_file = yaml.safe_load((tmp_path / "nowcast_checklist.yaml").read_text())
-        assert on_file == manager.checklist
-        assert manager.store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert on_file == manager.ledger.checklist
+        assert manager.ledger.store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
-        manager.store.conn.close()
+        manager.ledger.store.conn.close()
 
 
 def test_a_resent_id_gets_its_first_reply_and_changes_nothing(tmp_path):
     config_path = tmp_path / "nowcast.yaml"
     config_path.write_text(yaml.safe_dump(base_config(tmp_path)))
     (tmp_path / "next_workers.py").write_text(NEXT_WORKERS)
-    manager, _ = start(load_config(config_path))
+    manager = ManagerProcess.start(load_config(config_path))
     first = Message("sleep", "success", {"n": 1}, id="same").serialize().encode()
     again = Message("sleep", "success", {"n": 2}, id="same").serialize().encode()
-    assert handle(manager, [b"t1", first])[0][1] == handle(manager, [b"t2", again])[0][1]
-    assert manager.checklist == {"sleepyhead": {"n": 1}}
-    manager.store.conn.close()
+    replies, _launches = manager.answer([[b"t1", first]])
+    assert manager.answer([[b"t2", again]])[0][0][1] == replies[0][1]
+    assert manager.ledger.checklist == {"sleepyhead": {"n": 1}}
+    manager.ledger.store.conn.close()

@@ -12,9 +12,8 @@ from conftest import base_config
 from nowcastkit import Message, checklist
 from nowcastkit import store as state
 from nowcastkit.config import load_config
-from nowcastkit.manager.batch import answer
+from nowcastkit.manager import ManagerProcess
 from nowcastkit.manager.checklist_file import ChecklistFile
-from nowcastkit.manager.recovery import start
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,7 +27,7 @@ def after_b(msg, config, checklist):
 
 
 def after_c(msg, config, checklist):
-    if msg.payload == "replace a":
+    if msg.payload == "replace a":  # the checklist is read-only: a TypeError
         checklist["a"] = {"replaced by": "after_c"}
     return []
 """
@@ -44,7 +43,7 @@ def make_manager(folder, prefilled: dict | None = None):
     (folder / "next_workers.py").write_text(NEXT_WORKERS)
     if prefilled:
         (folder / "nowcast_checklist.yaml").write_text(checklist.dump(prefilled))
-    manager, _launches = start(load_config(folder / "nowcast.yaml"))
+    manager = ManagerProcess.start(load_config(folder / "nowcast.yaml"))
     return manager
 
 
@@ -52,7 +51,7 @@ def make_manager(folder, prefilled: dict | None = None):
 def manager(tmp_path):
     manager = make_manager(tmp_path)
     yield manager
-    manager.store.conn.close()
+    manager.ledger.store.conn.close()
 
 
 def request(source: str, payload=None, msg_id: str | None = None, msg_type="success"):
@@ -62,7 +61,7 @@ def request(source: str, payload=None, msg_id: str | None = None, msg_type="succ
 
 
 def on_file(manager) -> str:
-    return manager.file.path.read_text()
+    return manager.ledger.file.path.read_text()
 
 
 def test_the_file_is_the_dump_of_the_checklist_after_each_message(manager):
@@ -71,34 +70,34 @@ def test_the_file_is_the_dump_of_the_checklist_after_each_message(manager):
         [request("a", {"m": 2})],  # updates a's mapping in place
         [request("b", None), request("c", "text")],
         [request("a", ["replaced"]), request("b", {"n": 3})],
-        [request("c", "replace a")],  # after_c replaces a
+        [request("c", "replace a")],  # after_c fails to replace a; c is still updated
     ]
     for batch in steps:
-        answer(manager, batch)
-        assert on_file(manager) == checklist.dump(manager.checklist)
-    assert manager.checklist == {
-        "a": {"replaced by": "after_c"}, "b": {"n": 3}, "c": "replace a",
+        manager.answer(batch)
+        assert on_file(manager) == checklist.dump(manager.ledger.checklist)
+    assert manager.ledger.checklist == {
+        "a": ["replaced"], "b": {"n": 3}, "c": "replace a",
     }  # fmt: skip
 
 
 def test_the_file_shows_rolled_back_changes_undone(manager):
-    answer(manager, [request("a", {"n": 1}), request("b", [1])])
-    manager.store.conn.execute(
+    manager.answer([request("a", {"n": 1}), request("b", [1])])
+    manager.ledger.store.conn.execute(
         "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.id = 'doomed'"
         " BEGIN SELECT RAISE(ABORT, 'refused'); END"
     )
-    answer(manager, [request("a", {"n": 2}, "doomed"), request("c", {"n": 3}, "c1")])
-    assert manager.checklist == {"a": {"n": 1}, "b": [1], "c": {"n": 3}}
-    assert on_file(manager) == checklist.dump(manager.checklist)
+    manager.answer([request("a", {"n": 2}, "doomed"), request("c", {"n": 3}, "c1")])
+    assert manager.ledger.checklist == {"a": {"n": 1}, "b": [1], "c": {"n": 3}}
+    assert on_file(manager) == checklist.dump(manager.ledger.checklist)
 
     # A failed commit undoes the whole batch, a clear among it included.
-    manager.store.conn.execute("DROP TRIGGER refuse")
-    manager.store.conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
-    manager.store.conn.execute(
+    manager.ledger.store.conn.execute("DROP TRIGGER refuse")
+    manager.ledger.store.conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    manager.ledger.store.conn.execute(
         "CREATE TABLE child (ref INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
     )
-    manager.store.conn.execute("PRAGMA foreign_keys = ON")
-    manager.store.conn.execute(
+    manager.ledger.store.conn.execute("PRAGMA foreign_keys = ON")
+    manager.ledger.store.conn.execute(
         "CREATE TRIGGER late AFTER INSERT ON messages WHEN NEW.id = 'late'"
         " BEGIN INSERT INTO child VALUES (42); END"
     )
@@ -107,30 +106,30 @@ def test_the_file_shows_rolled_back_changes_undone(manager):
         request("a", None, "clear", "clear checklist"),
         request("b", [5], "late"),
     ]
-    answer(manager, batch)
-    answer(manager, [request("c", {"n": 6}, "c6")])
-    assert manager.checklist == {"a": {"n": 1}, "b": [1], "c": {"n": 6}}
-    assert on_file(manager) == checklist.dump(manager.checklist)
-    assert state.load_checklist(manager.store) == manager.checklist
+    manager.answer(batch)
+    manager.answer([request("c", {"n": 6}, "c6")])
+    assert manager.ledger.checklist == {"a": {"n": 1}, "b": [1], "c": {"n": 6}}
+    assert on_file(manager) == checklist.dump(manager.ledger.checklist)
+    assert state.load_checklist(manager.ledger.store) == manager.ledger.checklist
 
 
 def test_the_file_after_a_clear_and_after_a_clear_undone(manager, caplog):
-    answer(manager, [request("a", {"n": 1}), request("b", [1]), request("c", "c")])
-    before = checklist.dump(manager.checklist)
+    manager.answer([request("a", {"n": 1}), request("b", [1]), request("c", "c")])
+    before = checklist.dump(manager.ledger.checklist)
     with caplog.at_level(logging.INFO, logger="checklist"):
-        answer(manager, [request("a", None, "clear", "clear checklist"), request("b", [2])])
+        manager.answer([request("a", None, "clear", "clear checklist"), request("b", [2])])
     assert f"checklist:\n{before}" in caplog.text
-    assert manager.checklist == {"b": [2]}
-    assert on_file(manager) == checklist.dump(manager.checklist)
+    assert manager.ledger.checklist == {"b": [2]}
+    assert on_file(manager) == checklist.dump(manager.ledger.checklist)
 
-    answer(manager, [request("a", {"n": 3}), request("c", "c")])
-    manager.store.conn.execute(
+    manager.answer([request("a", {"n": 3}), request("c", "c")])
+    manager.ledger.store.conn.execute(
         "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.type = 'clear checklist'"
         " BEGIN SELECT RAISE(ABORT, 'refused'); END"
     )
-    answer(manager, [request("a", None, "again", "clear checklist"), request("a", {"m": 4})])
-    assert manager.checklist == {"a": {"n": 3, "m": 4}, "b": [2], "c": "c"}
-    assert on_file(manager) == checklist.dump(manager.checklist)
+    manager.answer([request("a", None, "again", "clear checklist"), request("a", {"m": 4})])
+    assert manager.ledger.checklist == {"a": {"n": 3, "m": 4}, "b": [2], "c": "c"}
+    assert on_file(manager) == checklist.dump(manager.ledger.checklist)
 
 
 def test_a_write_dumps_only_the_keys_changed_since_the_last(tmp_path, monkeypatch):
@@ -150,25 +149,25 @@ def test_a_write_dumps_only_the_keys_changed_since_the_last(tmp_path, monkeypatc
     monkeypatch.setattr(checklist, "dump", counting_dump)
     monkeypatch.setattr(checklist, "_dump_entry", counting_dump_entry)
     try:
-        answer(manager, [request("a", {"n": 1})])
-        answer(manager, [request("a", {"m": 2}), request("b", [1])])
-        manager.file.write(manager.checklist, 0.0)
-        assert dumped == ["n", "m", "n", ["b"]]  # a's entries (sorted), then b; none of the 5,000
-        assert on_file(manager) == dump(manager.checklist)
-        assert manager.checklist == {**prefilled, "a": {"n": 1, "m": 2}, "b": [1]}
+        manager.answer([request("a", {"n": 1})])
+        manager.answer([request("a", {"m": 2}), request("b", [1])])
+        manager.ledger.file.write(manager.ledger.checklist, 0.0)
+        assert dumped == ["n", "m", ["b"]]  # a's entries one by one, then b; none of the 5,000
+        assert on_file(manager) == dump(manager.ledger.checklist)
+        assert manager.ledger.checklist == {**prefilled, "a": {"n": 1, "m": 2}, "b": [1]}
     finally:
-        manager.store.conn.close()
+        manager.ledger.store.conn.close()
 
 
 def test_a_file_edited_while_the_manager_was_down_is_kept_and_rewritten(tmp_path, caplog):
     manager = make_manager(tmp_path, prefilled={"a": {"n": 1}})
-    manager.store.conn.close()
+    manager.ledger.store.conn.close()
     path = tmp_path / "nowcast_checklist.yaml"
     for n in (2, 3):  # two restarts within the same second: both edits are kept
         path.write_text(f"a: {{n: {n}}}\n")
         with caplog.at_level(logging.WARNING, logger="manager"):
             manager = make_manager(tmp_path)
-        manager.store.conn.close()
+        manager.ledger.store.conn.close()
         assert yaml.safe_load(path.read_text()) == {"a": {"n": 1}}
     kept = sorted(p.read_text() for p in tmp_path.glob("nowcast_checklist.yaml.differs-*"))
     assert kept == ["a: {n: 2}\n", "a: {n: 3}\n"]

@@ -158,17 +158,6 @@ def test_merged_entries_keep_their_order_across_a_reopen(tmp_path):
     assert (loaded, list(loaded["k"])) == (checklist, ["b", "a", "c", "d", "e"])
 
 
-def test_merge_refuses_a_key_not_stored_by_entry_and_entries_not_named_by_str(store):
-    with st.transaction(store):
-        st.put_checklist(store, {"list": [1], "map": {"a": 1}})
-    for key in ("list", "absent"):
-        with pytest.raises(ValueError, match=f"checklist key '{key}': got a key not stored"):
-            st.merge_checklist_entries(store, key, {"a": 1})
-    with pytest.raises(TypeError, match="entries must be a mapping with str keys"):
-        st.merge_checklist_entries(store, "map", {1: "one"})
-    assert st.load_checklist(store) == {"list": [1], "map": {"a": 1}}
-
-
 # The checklist tables and rows as schema 1 wrote them: one row per key.
 _SCHEMA_1 = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -1,0 +1,324 @@
+"""The manager process: owns the sockets and the signal watch, and steps the loop.
+
+    manager = ManagerProcess.start(config)   # the ledger, the supervisor, the flow
+    manager.open(zmq.Context(), watch)        # connect, bind, start recovered runs
+    while manager.step():                     # one poll and what it brought
+        pass
+
+A DEALER socket connects to the broker for workers' messages: every request
+waiting is taken, decided and committed as one batch (:mod:`.ledger`), then
+replied to, then its runs are started (:mod:`.supervisor`). The DEALER is what
+lets it take several requests before answering any: a request arrives as a
+REQ envelope (routing frames, an empty delimiter), the broker's tag and the
+body, and the envelope goes back in front of the reply, as a REP would send it.
+
+A REP socket, the control socket, is bound on loopback (``zmq.ports.control``,
+default the manager port + 2) for launch requests and the tools' questions; a
+PUB socket (``zmq.ports.monitor``, default + 3) publishes what the manager sees
+and does (:mod:`.events`). Between batches the loop hands ended runs back
+through :func:`~.decide.decide_exit`, writes the checklist file when due, and
+acts on signals: SIGHUP reloads, SIGTERM/SIGINT stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+import zmq
+
+from nowcastkit import lifecycle
+from nowcastkit import store as st
+from nowcastkit.config import Config
+from nowcastkit.control import control_endpoint
+from nowcastkit.flow import Flow
+from nowcastkit.manager import control as commands
+from nowcastkit.manager.decide import Launch, Outcome, decide, decide_exit, decide_launch
+from nowcastkit.manager.events import Events
+from nowcastkit.manager.ledger import Ledger, failed
+from nowcastkit.manager.supervisor import Supervisor
+from nowcastkit.message import Message
+from nowcastkit.next_worker import NextWorker
+from nowcastkit.sockets import bind
+
+__all__ = ["BATCH_SIZE", "ManagerProcess", "main"]
+
+log = logging.getLogger("manager")
+
+#: Most requests handled under one commit; bounds the latency a burst adds to its first reply.
+BATCH_SIZE = 64
+_PRUNE_EVERY = 3600.0
+_FAILED = {"ok": False, "error": "manager error; see the manager's log"}
+
+
+@attrs.define(eq=False)
+class ManagerProcess:
+    """The running manager: its owners, its sockets, and the loop's bookkeeping."""
+
+    config: Config
+    flow: Flow
+    ledger: Ledger
+    supervisor: Supervisor
+    events: Events = attrs.field(factory=Events)
+    host: str = attrs.field(factory=socket.gethostname)
+    started: float = attrs.field(factory=time.time)
+    malformed: int = 0
+    #: Runs recovered at start that were committed but never started.
+    recovered: list[Launch] = attrs.field(factory=list)
+    workers: zmq.Socket | None = None
+    control: zmq.Socket | None = None
+    watch: lifecycle.SignalWatch | None = None
+    poller: zmq.Poller | None = None
+    next_prune: float = 0.0
+
+    @classmethod
+    def start(cls, config: Config, ignore_checklist: bool = False) -> ManagerProcess:
+        """The manager with its state recovered: what the last one committed, runs watched."""
+        flow = Flow(config["message registry"]["next workers module"], Path(config.file).parent)
+        flow.refresh()
+        ledger = Ledger.open(config, ignore_checklist)
+        supervisor = Supervisor(config, st.state_paths(config)[1])
+        manager = cls(config, flow, ledger, supervisor)
+        manager.recovered, found = supervisor.recover(ledger.unfinished(), manager.host)
+        ledger.record_started(found, [])
+        ledger.prune(config)
+        manager.next_prune = time.monotonic() + _PRUNE_EVERY
+        return manager
+
+    def open(self, context: zmq.Context, watch: lifecycle.SignalWatch | None = None) -> None:
+        """Connect to the broker, bind the control and monitor sockets, start recovered runs."""
+        self.workers = context.socket(zmq.DEALER)
+        self.control = context.socket(zmq.REP)
+        host, port = self.config["zmq"]["host"], self.config["zmq"]["ports"]["manager"]
+        self.workers.connect(f"tcp://{host}:{port}")
+        log.info("connected to %s port %s", host, port)
+        bind(self.control, control_endpoint(self.config), self.config, "control", log)
+        self.events.bind(context, self.config)
+        self.launch(self.recovered)
+        self.recovered = []
+        self.watch, self.poller = watch, zmq.Poller()
+        for item in (self.workers, self.control, watch, self.events.socket):
+            if item is not None:
+                self.poller.register(item, zmq.POLLIN)
+        log.debug("listening...")
+
+    def close(self) -> None:
+        log.info("shutting down")
+        self.ledger.close()
+        for sock in (self.workers, self.control):
+            if sock is not None:
+                sock.close(linger=0)
+        self.events.close()
+
+    def step(self) -> bool:
+        """Wait for what comes next and act on it; False once asked to stop."""
+        ready = dict(self.poller.poll(self._timeout_ms()))
+        if self.workers in ready:
+            _guarded(self.serve_workers)
+        if self.control in ready:
+            self.serve_control()
+        if self.events.socket in ready:
+            self.events.answer_subscriptions()
+        if self.watch is not None and (self.watch.fileno() in ready or self.watch.pending):
+            signums = set(self.watch.take())
+            if signal.SIGHUP in signums:
+                self.reload()
+            if lifecycle.STOP & signums:
+                return False
+        now = time.monotonic()
+        _guarded(lambda: self.tend(now))
+        self.ledger.flush(now)
+        if now >= self.next_prune:
+            _guarded(lambda: self.ledger.prune(self.config))
+            self.next_prune = now + _PRUNE_EVERY
+        return True
+
+    def _timeout_ms(self) -> int:
+        now = time.monotonic()
+        wake = [self.next_prune, self.ledger.wake_at(), self.supervisor.wake_at(now)]
+        return max(0, int((min(t for t in wake if t is not None) - now) * 1000) + 1)
+
+    def answer(self, requests: list[list[bytes]]) -> tuple[list[list[bytes]], list[Launch]]:
+        """Reply frames for each request (``[tag, body]``), in order, and the runs to start.
+
+        All of them are committed at once; nothing is replied, logged or published of a
+        batch whose commit failed, and each of its requests gets ``manager error``.
+        """
+        with self.flow.checked_once():
+            outcomes = self._commit(requests, decide)
+        if outcomes is None:
+            outcomes = [failed()] * len(requests)
+        replies = []
+        for request, outcome in zip(requests, outcomes, strict=True):
+            text = outcome.text.encode()
+            replies.append([request[0], text] if len(request) > 1 else [text])
+        return replies, [launch for outcome in outcomes for launch in outcome.launches]
+
+    def serve_workers(self) -> None:
+        """Answer every request waiting on the workers' socket, then start their runs."""
+        envelopes, requests = [], []
+        for frames in _receive(self.workers):
+            try:
+                cut = frames.index(b"")
+            except ValueError:  # a REP socket drops these too: there is no one to reply to
+                log.error("request without a routing envelope (%d frames) dropped", len(frames))
+                continue
+            envelopes.append(frames[:cut])
+            requests.append(frames[cut + 1 :])
+        if not requests:
+            return
+        replies, launches = self.answer(requests)
+        for envelope, reply in zip(envelopes, replies, strict=True):
+            try:
+                self.workers.send_multipart([*envelope, b"", *reply], flags=zmq.NOBLOCK)
+            except zmq.Again:  # broker gone: it resends the request, answered from the store
+                log.warning("broker not reachable; reply dropped, the request will come again")
+        self.launch(launches)
+
+    def tend(self, now: float) -> None:
+        """Hand the runs that ended back through decide_exit; start what they lead to."""
+        ended = self.supervisor.tick(now)
+        if ended:
+            outcomes = self._commit(ended, decide_exit, replied=False) or []
+            self.launch([launch for outcome in outcomes for launch in outcome.launches])
+
+    def launch(self, launches: list[Launch]) -> None:
+        """Start committed runs and record their pids; one that fails does not stop the rest."""
+        if not launches:
+            return
+        started, failed = self.supervisor.start(launches)
+        parents = {launch.run_id: launch.parent for launch in launches}
+        for running in started:
+            worker = running.worker
+            log.debug("%s", worker.command(self.config))
+            self.events.publish(
+                "launch", worker.name, run=running.run_id, module=worker.module,
+                args=list(worker.args), host=worker.host, pid=running.pid,
+                parent=parents[running.run_id],
+            )  # fmt: skip
+        self.ledger.record_started(
+            {running.run_id: running.pid for running in started}, [item.run_id for item in failed]
+        )
+
+    def serve_control(self) -> None:
+        frames = self.control.recv_multipart()
+        reply = _guarded(lambda: self._control_request(frames)) or _FAILED
+        self.control.send(yaml.dump(reply, Dumper=yaml.CSafeDumper).encode())
+
+    def _control_request(self, frames: list[bytes]) -> dict:
+        try:
+            request = yaml.load(frames[-1], Loader=yaml.CSafeLoader) if len(frames) == 1 else None
+        except (yaml.YAMLError, ValueError):
+            request = None
+        if not isinstance(request, dict) or not isinstance(request.get("command"), str):
+            return {"ok": False, "error": "expected a YAML mapping with a command"}
+        command = request["command"]
+        if command == "ping":
+            return {"ok": True, "pid": os.getpid(), "started": self.started,
+                    "running": len(self.supervisor.active)}  # fmt: skip
+        if command == "launch":
+            outcomes = self._commit([request], decide_launch, replied=False)
+            if not outcomes or not isinstance(outcomes[0].reply, dict):
+                return _FAILED
+            self.launch(list(outcomes[0].launches))
+            return outcomes[0].reply
+        if command == "status":
+            return commands.status(self.ledger, self.supervisor, self._facts())
+        if command == "checklist":
+            return commands.checklist(self.ledger.checklist, request)
+        return {"ok": False, "error": f"unknown command {command!r}"}
+
+    def _facts(self) -> dict:
+        return {"pid": os.getpid(), "host": self.host, "started": self.started,
+                "malformed": self.malformed, "events dropped": self.events.dropped}  # fmt: skip
+
+    def _commit(
+        self, items: list, decide_one: Callable[[Any, Any], Outcome], replied: bool = True
+    ) -> list[Outcome] | None:
+        """Decide and commit *items*; once committed, log and publish what they did."""
+        ledger, config, flow, host = self.ledger, self.config, self.flow, self.host
+        outcomes = ledger.commit(
+            items, lambda item: decide_one(item, ledger.view(config, flow, host))
+        )
+        if outcomes is None:
+            return None
+        ledger.announce(time.monotonic())
+        for outcome in outcomes:
+            self._announce(outcome, replied)
+        return outcomes
+
+    def _announce(self, outcome: Outcome, replied: bool) -> None:
+        for level, text, args in outcome.notes:
+            log.log(level, text, *args)
+        publish = self.events.publish
+        for event, worker, fields in outcome.events:
+            publish(event, worker, **fields)
+        if replied and isinstance(outcome.reply, Message):
+            publish("reply", outcome.source, type=outcome.reply.type, payload=outcome.reply.payload)
+        self.malformed += outcome.malformed
+        run = outcome.by_hand
+        if run is not None and run.host == self.host and not outcome.repeat:
+            self.supervisor.adopt(run.run_id, NextWorker(run.worker), run.pid, by_hand=True)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config, then the next workers module."""
+        if lifecycle.reload_config(self.config, "manager"):
+            name = self.config["message registry"]["next workers module"]
+            if name != self.flow.module_name:
+                self.flow = Flow(name, self.config.file.parent)
+        self.flow.refresh(force=True)
+
+
+def _receive(sock: zmq.Socket, limit: int = BATCH_SIZE) -> list[list[bytes]]:
+    """The requests waiting on *sock* (at most *limit*), without waiting for more."""
+    requests = []
+    while len(requests) < limit:
+        try:
+            requests.append(sock.recv_multipart(flags=zmq.NOBLOCK))
+        except zmq.Again:
+            break
+    return requests
+
+
+def _guarded(action: Callable[[], Any]) -> Any:
+    """Run *action*; a bug or a failing store must not stop the manager, only be logged."""
+    try:
+        return action()
+    except Exception:  # the loop's edge
+        log.error("manager error:\n%s", traceback.format_exc().rstrip())
+        return None
+
+
+def _serve(config: Config, args: argparse.Namespace, watch: lifecycle.SignalWatch) -> None:
+    manager = ManagerProcess.start(config, args.ignore_checklist)
+    context = zmq.Context()
+    try:
+        manager.open(context, watch)
+        while manager.step():
+            pass
+    finally:
+        manager.close()
+        context.term()
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ignore-checklist",
+        action="store_true",
+        help="start with an empty checklist instead of the saved one",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    description = "The manager: answers workers, keeps the checklist, launches what comes next."
+    return lifecycle.run_process("manager", description, _serve, argv, _add_arguments)

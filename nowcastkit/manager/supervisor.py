@@ -1,0 +1,215 @@
+"""The supervisor: owns the worker runs going now, from start to their end.
+
+    supervisor = Supervisor(config, log_dir)
+    started, failed = supervisor.start(launches)   # committed runs, after their replies
+    for ended in supervisor.tick(time.monotonic()):
+        outcome = decide_exit(ended, view)         # a crash if the run never reported
+
+Each run gets a log file ``<worker>-<run id>.log`` holding its stdout and stderr.
+A run past its registry ``timeout`` gets SIGTERM, then SIGKILL after
+``TERM_GRACE`` seconds. A run that ends is handed back as an :class:`Ended`,
+with the ``crash`` message it becomes if it never reported; whether it did is
+the ledger's to know, so :func:`~.decide.decide_exit` judges. How a run is
+started is the launcher's business (:mod:`.launchers`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from nowcastkit import store as st
+from nowcastkit.config import Config
+from nowcastkit.errors import NowcastkitError
+from nowcastkit.manager.decide import Ended, Launch
+from nowcastkit.manager.launchers import (
+    Launcher,
+    LocalLauncher,
+    Process,
+    WatchedPid,
+    find_pid,
+    is_alive,
+)
+from nowcastkit.message import Message
+from nowcastkit.next_worker import NextWorker
+
+__all__ = ["RECOVERY_GRACE", "TERM_GRACE", "Running", "Supervisor", "deadline"]
+
+log = logging.getLogger("manager")
+
+#: Seconds between a timed-out run's SIGTERM and its SIGKILL.
+TERM_GRACE = 5.0
+#: Seconds a run found dead at start is given for its final message to arrive.
+RECOVERY_GRACE = 3.0
+#: How often runs that send no SIGCHLD (adopted ones) are looked at.
+WATCH_EVERY = 0.5
+_TAIL_LINES = 20
+
+
+@attrs.define(eq=False)
+class Running:
+    """A run the supervisor is watching."""
+
+    run_id: str
+    worker: NextWorker
+    log_path: Path
+    process: Process
+    deadline: float | None = None
+    timed_out: bool = False
+    term_sent: float | None = None
+    by_hand: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+@attrs.define(eq=False)
+class Supervisor:
+    """The runs going now; nothing else starts, signals or reaps them."""
+
+    config: Config
+    log_dir: Path
+    launcher: Launcher = attrs.field(factory=LocalLauncher)
+    active: dict[str, Running] = attrs.field(factory=dict)
+
+    def start(self, launches: list[Launch]) -> tuple[list[Running], list[Launch]]:
+        """Start committed runs: those started and those that failed to (logged), in order."""
+        started, failed = [], []
+        for item in launches:
+            worker = item.worker
+            log_path = self.log_dir / f"{worker.name}-{item.run_id}.log"
+            try:
+                process = self.launcher.start(worker, self.config, item.run_id, log_path)
+            except (OSError, NowcastkitError) as err:
+                log.error("launch of %s worker on %s failed: %s", worker.module, worker.host, err)
+                failed.append(item)
+                continue
+            running = Running(
+                item.run_id, worker, log_path, process, deadline(self.config, worker.name)
+            )
+            self.active[item.run_id] = running
+            log.info(
+                "launching %s worker on %s: run %s, pid %d",
+                worker.module, worker.host, item.run_id, running.pid,
+            )  # fmt: skip
+            started.append(running)
+        return started, failed
+
+    def adopt(self, run_id: str, worker: NextWorker, pid: int, *, by_hand: bool = False,
+              grace: float = 0.0, deadline: float | None = None) -> Running:  # fmt: skip
+        """Watch by pid a run this manager did not start."""
+        process = WatchedPid(pid, run_id, by_hand, time.monotonic() + grace)
+        log_path = Path("") if by_hand else self.log_dir / f"{worker.name}-{run_id}.log"
+        running = Running(run_id, worker, log_path, process, deadline, by_hand=by_hand)
+        self.active[run_id] = running
+        return running
+
+    def recover(self, unfinished: list[st.Run], here: str) -> tuple[list[Launch], dict[str, int]]:
+        """Watch again the runs an earlier manager left: the runs never started, pids found.
+
+        Runs still going are watched by pid, with their deadline counted from their
+        launch; runs that ended while no manager was there end after a grace, so that
+        a final message still waiting in the broker is taken first.
+        """
+        launches, found = [], {}
+        for run in unfinished:
+            by_hand = run.module == st.BY_HAND
+            worker = NextWorker(run.worker if by_hand else run.module, run.args, run.host)
+            pid = run.pid or find_pid(run.run_id)
+            if pid is None or (by_hand and run.host != here):
+                if not by_hand:
+                    log.warning("starting %s worker run %s: committed but never started",
+                                run.module, run.run_id)  # fmt: skip
+                    launches.append(Launch(run.run_id, worker, run.parent))
+                continue
+            alive = Path(f"/proc/{pid}").exists() if by_hand else is_alive(pid, run.run_id)
+            self.adopt(
+                run.run_id, worker, pid, by_hand=by_hand,
+                grace=0.0 if alive else RECOVERY_GRACE,
+                deadline=None if by_hand else deadline(self.config, worker.name, run.launched),
+            )  # fmt: skip
+            how = "is still running; watching it again" if alive else \
+                "ended while the manager was down"  # fmt: skip
+            log.info("%s worker run %s (pid %d) %s", worker.name, run.run_id, pid, how)
+            if run.pid is None:
+                found[run.run_id] = pid
+        return launches, found
+
+    def tick(self, now: float) -> list[Ended]:
+        """Act on deadlines, then hand back the runs that have ended since the last tick."""
+        for running in self.active.values():
+            if running.deadline is not None and now >= running.deadline:
+                running.timed_out = True
+                if running.term_sent is None:
+                    running.term_sent = now
+                    running.process.signal(signal.SIGTERM)
+                elif now >= running.term_sent + TERM_GRACE:
+                    running.process.signal(signal.SIGKILL)
+        ended = []
+        for running in list(self.active.values()):
+            done, status = running.process.poll()
+            if done:
+                del self.active[running.run_id]
+                ended.append(
+                    Ended(running.run_id, running.worker, running.pid, status,
+                          crash_message(running, status))
+                )  # fmt: skip
+        return ended
+
+    def wake_at(self, now: float) -> float | None:
+        """The monotonic time the next tick is due by: a deadline, or a pid to look at."""
+        times = [
+            running.term_sent + TERM_GRACE if running.term_sent else running.deadline
+            for running in self.active.values()
+            if running.deadline is not None
+        ]
+        if any(not running.process.wakes for running in self.active.values()):
+            times.append(now + WATCH_EVERY)
+        return min(times, default=None)
+
+
+def crash_message(running: Running, status: int | None) -> Message:
+    """The ``crash`` message a run becomes when it ends without reporting."""
+    payload: dict[str, Any] = {"run id": running.run_id, "pid": running.pid}
+    if running.timed_out:
+        payload["reason"] = "timeout"
+    else:
+        payload["reason"] = "exited without reporting to the manager"
+    if status is not None and status < 0:
+        payload["signal"] = signal.Signals(-status).name
+    elif status is not None:
+        payload["exit status"] = status
+    if running.log_path.name:
+        payload["log"] = str(running.log_path)
+        payload["last output"] = _tail(running.log_path)
+    return Message(
+        running.worker.name, "crash", payload, id=f"crash-{running.run_id}", run=running.run_id
+    )
+
+
+def deadline(config: Config, name: str, launched: float | None = None) -> float | None:
+    """The monotonic time a run of worker *name* launched at *launched* (epoch; default now)
+    is past its registry ``timeout``, or None when it has none."""
+    entry = config["message registry"]["workers"].get(name)
+    timeout = entry.get("timeout") if isinstance(entry, dict) else None
+    if not timeout:
+        return None
+    age = 0.0 if launched is None else max(0.0, time.time() - launched)
+    return time.monotonic() + timeout - age
+
+
+def _tail(path: Path) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+    return lines[-_TAIL_LINES:]

@@ -1,0 +1,207 @@
+"""What a message does, decided without sockets, a store or a process: values in, a value out."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import pytest
+import yaml
+from conftest import base_config
+
+from nowcastkit import Message, NextWorker
+from nowcastkit.config import load_config
+from nowcastkit.flow import Flow
+from nowcastkit.manager.decide import (
+    CLEARED,
+    Change,
+    Ended,
+    View,
+    decide,
+    decide_exit,
+    decide_launch,
+)
+from nowcastkit.race import RaceGroup
+
+pytestmark = pytest.mark.timeout(30)
+
+NEXT_WORKERS = """\
+from nowcastkit import NextWorker
+
+SEEN = []
+
+
+def after_sleep(msg, config, checklist):
+    SEEN.append((msg.type, dict(checklist), dict(checklist.get("sleepyhead") or {})))
+    if msg.payload == {"change": "it"}:
+        checklist["sleepyhead"] = "changed by after_sleep"
+    if msg.type == "crash":
+        return [NextWorker("workers.sleep", args=["again"])]
+    return [NextWorker("workers.awaken", args=[msg.type])], {"awaken"}
+
+
+def after_awaken(msg, config, checklist):
+    return [NextWorker("workers.sleep")]
+"""
+
+
+@pytest.fixture
+def setting(tmp_path):
+    config = base_config(tmp_path)
+    config["message registry"]["workers"]["awaken"] = {"checklist key": "awake", "success": "up"}
+    (tmp_path / "nowcast.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "next_workers.py").write_text(NEXT_WORKERS)
+    flow = Flow("next_workers", tmp_path)
+    flow.refresh()
+    return load_config(tmp_path / "nowcast.yaml"), flow
+
+
+def make_view(setting, checklist=None, groups=(), waiting=None, replied=None) -> View:
+    config, flow = setting
+    ids = (f"run{n}" for n in itertools.count(1))
+    return View(config, flow, checklist if checklist is not None else {}, groups,
+                waiting or {}, (replied or {}).get, lambda: next(ids), "here")  # fmt: skip
+
+
+def request(msg: Message, tag: bytes = b"tag-1") -> list[bytes]:
+    return [tag, msg.serialize().encode()]
+
+
+def seen(setting) -> list:
+    return setting[1].module.SEEN
+
+
+def test_a_report_merges_its_payload_calls_after_worker_and_launches_what_it_returns(setting):
+    checklist = {"sleepyhead": {"slept": 1, "kept": True}}
+    view = make_view(setting, checklist, waiting={"old": "sleep", "r9": "awaken"})
+    outcome = decide(request(Message("sleep", "success", {"slept": 2}, id="m1")), view)
+
+    assert (outcome.reply.type, outcome.key, outcome.received) == ("ack", "m1", "success")
+    assert outcome.change == Change("sleepyhead", {"slept": 2}, merge=True)
+    assert (outcome.finished, outcome.outcome) == ("old", "success")  # its oldest run out
+    [launch] = outcome.launches
+    assert (launch.worker, launch.parent) == (NextWorker("workers.awaken", ["success"]), "old")
+    assert outcome.groups == (RaceGroup(frozenset({"awaken"})),)
+    # after_sleep saw the checklist as it will be; the view's own is untouched until committed.
+    assert seen(setting) == [
+        ("success", {"sleepyhead": {"slept": 2, "kept": True}}, {"slept": 2, "kept": True})
+    ]
+    assert checklist == {"sleepyhead": {"slept": 1, "kept": True}}
+    texts = [text % args for _level, text, args in outcome.notes]
+    assert "checklist updated with [sleepyhead] items from sleep worker" in texts
+    assert "race condition: what follows ['awaken'] waits until all of them finish" in texts
+    assert [event[:2] for event in outcome.events] == [
+        ("received", "sleep"), ("group opened", "sleep"),
+    ]  # fmt: skip
+
+
+def test_after_worker_cannot_change_the_checklist_behind_the_store(setting):
+    view = make_view(setting, {"sleepyhead": "before"})
+    outcome = decide(request(Message("sleep", "success", {"change": "it"})), view)
+    assert outcome.reply.type == "after_worker error"
+    assert "does not support item assignment" in outcome.reply.payload
+    assert outcome.change == Change("sleepyhead", {"change": "it"})  # the payload still counts
+    assert (outcome.launches, outcome.groups) == ((), None)
+    assert view.checklist == {"sleepyhead": "before"}
+
+
+def test_a_message_seen_before_gets_its_first_reply_and_decides_nothing_again(setting):
+    first = Message("manager", "ack").serialize()
+    view = make_view(setting, replied={"m1": first, "broker-tag-7": first})
+    for msg, tag in [(Message("sleep", "success", {"n": 2}, id="m1"), b"t"),
+                     (Message("sleep", "success", {"n": 3}), b"tag-7")]:  # fmt: skip
+        outcome = decide(request(msg, tag), view)
+        assert (outcome.repeat, outcome.text, outcome.change) == (True, first, None)
+    assert seen(setting) == []
+
+
+@pytest.mark.parametrize(
+    ("frames", "reply_type"),
+    [
+        ([b"t", b"not: [yaml"], "malformed message"),
+        ([b"t", b"a", b"b"], "malformed message"),
+        (request(Message("ghost", "success")), "unregistered worker"),
+        (request(Message("sleep", "made up")), "unregistered message type"),
+        (request(Message("sleep", "timeout")), "unregistered message type"),
+        (request(Message("sleep", "need", "nothing")), "checklist key not found"),
+    ],
+)
+def test_what_cannot_be_handled_gets_an_error_reply_and_changes_nothing(
+    setting, frames, reply_type
+):
+    config = setting[0]
+    config["message registry"]["workers"]["sleep"]["need"] = "needs"
+    outcome = decide(frames, make_view(setting))
+    assert outcome.reply.type == reply_type
+    assert (outcome.change, outcome.key, outcome.launches, outcome.finished) == (
+        None, None, (), None,
+    )  # fmt: skip
+    assert any(level == logging.ERROR for level, _text, _args in outcome.notes)
+    assert outcome.malformed == (reply_type == "malformed message")
+
+
+def test_need_and_clear_checklist(setting):
+    config = setting[0]
+    config["message registry"]["workers"]["sleep"].update({"need": "n", "clear checklist": "c"})
+    view = make_view(setting, {"sleepyhead": {"slept": 1}})
+    outcome = decide(request(Message("sleep", "need", "sleepyhead")), view)
+    assert (outcome.reply.type, outcome.reply.payload, outcome.change) == (
+        "ack", {"slept": 1}, None,
+    )  # fmt: skip
+    outcome = decide(request(Message("sleep", "clear checklist", id="c1")), view)
+    assert (outcome.reply.type, outcome.change, outcome.key) == ("checklist cleared", CLEARED, "c1")
+    assert view.checklist == {"sleepyhead": {"slept": 1}}
+
+
+def test_a_hello_from_a_worker_started_by_hand_is_a_run_of_its_own(setting):
+    outcome = decide(request(Message("sleep", "hello", host="here", pid=42)), make_view(setting))
+    assert outcome.reply.payload == {"run": "run1"}
+    assert (outcome.by_hand.run_id, outcome.by_hand.pid, outcome.key) == (
+        "run1",
+        42,
+        "broker-tag-1",
+    )
+    outcome = decide(request(Message("sleep", "hello", pid=42, run="run1")), make_view(setting))
+    assert (outcome.reply.type, outcome.by_hand) == ("ack", None)
+
+
+def ended(run_id: str, status: int | None = -9) -> Ended:
+    reason = "exited without reporting to the manager"
+    payload = {"run id": run_id, "reason": reason, "signal": "SIGKILL"}
+    crash = Message("sleep", "crash", payload, id=f"crash-{run_id}", run=run_id)
+    return Ended(run_id, NextWorker("workers.sleep"), 4242, status, crash)
+
+
+def test_a_run_that_ends_without_reporting_is_its_workers_crash(setting):
+    groups = (RaceGroup(frozenset({"sleep", "other"})),)
+    outcome = decide_exit(ended("r1"), make_view(setting, groups=groups, waiting={"r1": "sleep"}))
+    assert (outcome.finished, outcome.outcome, outcome.exited.status) == ("r1", "crash", -9)
+    # A crash counts as reported: what after_sleep returns is held until "other" reports.
+    again = NextWorker("workers.sleep", args=["again"])
+    assert (outcome.launches, outcome.groups) == ((), (RaceGroup(frozenset({"other"}), (again,)),))
+    assert [event[0] for event in outcome.events] == ["exit", "crash"]
+    assert [msg_type for msg_type, *_ in seen(setting)] == ["crash"]
+
+
+def test_a_run_that_ends_after_reporting_only_has_its_exit_recorded(setting):
+    outcome = decide_exit(ended("r1", 0), make_view(setting, waiting={"r2": "sleep"}))
+    assert (outcome.finished, outcome.exited.status, outcome.launches) == (None, 0, ())
+    assert seen(setting) == []
+
+
+def test_a_launch_request_is_checked_and_launched_once(setting):
+    view = make_view(setting)
+    assert decide_launch({"worker": 7}, view).reply["ok"] is False
+    refused = decide_launch({"worker": "pkg.ghost"}, view)
+    assert refused.reply == {
+        "ok": False,
+        "error": "worker 'ghost' is not in message registry.workers",
+    }
+    outcome = decide_launch(
+        {"worker": "workers.sleep", "args": ["1"], "id": "x@1", "by": "me"}, view
+    )
+    assert (outcome.reply, outcome.key) == ({"ok": True, "run": "run1"}, "control-x@1")
+    assert [launch.worker for launch in outcome.launches] == [NextWorker("workers.sleep", ["1"])]
+    again = make_view(setting, replied={"control-x@1": outcome.text})
+    repeat = decide_launch({"worker": "workers.sleep", "id": "x@1"}, again)
+    assert (repeat.repeat, repeat.reply, repeat.launches) == (True, outcome.reply, ())
