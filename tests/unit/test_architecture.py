@@ -111,8 +111,6 @@ def test_deciding_touches_no_socket_store_process_file_or_clock():
 def test_only_the_manager_process_holds_the_whole_manager():
     """No other module takes the process's state: each owner gets what it owns."""
     users = sorted(
-        module_name(path)
-        for path in PACKAGE.rglob("*.py")
-        if "ManagerProcess" in path.read_text()
+        module_name(path) for path in PACKAGE.rglob("*.py") if "ManagerProcess" in path.read_text()
     )
     assert users == ["nowcastkit.manager", "nowcastkit.manager.process"]

@@ -35,8 +35,13 @@ def configure(tmp_path, fmt: str) -> logging.LogRecord:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"f": {"format": fmt}},
-        "handlers": {"file": {"class": "logging.FileHandler", "formatter": "f",
-                              "filename": str(tmp_path / "m.log")}},  # fmt: skip
+        "handlers": {
+            "file": {
+                "class": "logging.FileHandler",
+                "formatter": "f",
+                "filename": str(tmp_path / "m.log"),
+            }
+        },
         "root": {"level": "INFO", "handlers": ["file"]},
     }
     logs.configure({"logging": section}, long_running=True)

@@ -199,9 +199,14 @@ def test_nothing_is_logged_or_published_of_a_batch_that_did_not_commit(manager, 
 
 def test_a_key_holding_a_mapping_is_stored_entry_by_entry_as_long_as_it_can_be(manager):
     payloads = [
-        {"n": 1}, {"m": 2}, {"n": 3},  # merged entry by entry
+        {"n": 1},
+        {"m": 2},
+        {"n": 3},  # merged entry by entry
         {1: "int key"},  # no longer by entry: written whole
-        {"o": 4}, ["replaced"], {"p": 5}, {"q": 6},
+        {"o": 4},
+        ["replaced"],
+        {"p": 5},
+        {"q": 6},
     ]
     conn = manager.ledger.store.conn
     for n, payload in enumerate(payloads):
