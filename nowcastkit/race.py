@@ -55,6 +55,8 @@ def settle(
     and the groups left waiting for no one release what they hold.
     """
     workers, must_finish = tuple(workers), frozenset(must_finish)
+    if not groups and not must_finish:  # most reports: no group is open
+        return Settled((), workers)
     launch: list[NextWorker] = []
     touched = any(source in group.waiting for group in groups)
     joined = next((i for i, group in enumerate(groups) if source in group.waiting), None)

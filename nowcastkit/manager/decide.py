@@ -342,21 +342,21 @@ def _control(reply: dict, **fields: Any) -> Outcome:
 
 def _reply(reply_type: str, payload: object = None, **fields: Any) -> Outcome:
     """An outcome with a reply from the manager and nothing else (unless *fields* say)."""
-    reply = Message("manager", reply_type, payload)
-    return Outcome(reply, _text(reply), **fields)
+    if payload is None:  # the common replies, made and serialized once
+        reply, text = _PLAIN_REPLIES.get(reply_type) or _plain(reply_type)
+    else:
+        reply = Message("manager", reply_type, payload)
+        text = reply.serialize()
+    return Outcome(reply, text, **fields)
 
 
-_PLAIN_REPLIES: dict[str, str] = {}
+_PLAIN_REPLIES: dict[str, tuple[Message, str]] = {}
 
 
-def _text(reply: Message) -> str:
-    """The reply's wire text; the common payload-less replies are serialized once."""
-    if reply.payload is not None:
-        return reply.serialize()
-    text = _PLAIN_REPLIES.get(reply.type)
-    if text is None:
-        text = _PLAIN_REPLIES[reply.type] = reply.serialize()
-    return text
+def _plain(reply_type: str) -> tuple[Message, str]:
+    reply = Message("manager", reply_type)
+    _PLAIN_REPLIES[reply_type] = reply, reply.serialize()
+    return _PLAIN_REPLIES[reply_type]
 
 
 class Seen(Mapping):

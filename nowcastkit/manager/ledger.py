@@ -95,13 +95,21 @@ class Ledger:
         writes raise is logged, answered with ``manager error`` and changes nothing.
         """
         outcomes = []
+        conn = self.store.conn
         try:
             with st.transaction(self.store):
                 for item in items:
                     try:
                         outcome = decide_one(item)
-                        with st.transaction(self.store):
+                        conn.execute("SAVEPOINT outcome")
+                        try:
                             self._write(outcome)
+                        except BaseException:
+                            if conn.in_transaction:  # SQLite may have rolled it all back
+                                conn.execute("ROLLBACK TO outcome")
+                                conn.execute("RELEASE outcome")
+                            raise
+                        conn.execute("RELEASE outcome")
                     except Exception:  # the loop's edge: this item's savepoint is rolled back
                         log.error("manager error:\n%s", traceback.format_exc().rstrip())
                         outcome = failed()
