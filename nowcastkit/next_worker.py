@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from nowcastkit.config import Config
-from nowcastkit.errors import ConfigError
 
 __all__ = ["NextWorker"]
 
@@ -42,21 +41,18 @@ class NextWorker:
         """The worker's registry name: the last part of its module path."""
         return self.module.rpartition(".")[2]
 
-    def command(self, config: Config) -> list[str]:
-        """The argv that runs this worker; a remote host goes through ssh."""
+    def command(self, config: Config, env: Mapping[str, str] | None = None) -> list[str]:
+        """The argv that runs this worker; a remote host goes through ssh.
+
+        *env* is set in a remote worker's environment (a local one inherits the caller's).
+        Raises ConfigError naming the ``run.enabled hosts`` key for a remote host it lacks.
+        """
         if self.host == "localhost":
             python, config_file = config.get("python") or sys.executable, str(config.file)
             return [python, "-m", self.module, config_file, *self.args]
-        try:
-            remote = config["run"]["enabled hosts"][self.host]
-            python, config_file = remote["python"], remote["config file"]
-        except (KeyError, TypeError):
-            raise ConfigError(
-                config.file,
-                f"run.enabled hosts.{self.host}",
-                "missing python or config file for a remote worker host",
-            ) from None
-        return ["ssh", self.host, python, "-m", self.module, config_file, *self.args]
+        from nowcastkit.ssh import ssh_command  # not at the top: workers never need it
+
+        return ssh_command(config, self.host, ["-m", self.module, *self.args], env)
 
     def launch(self, config: Config, logger_name: str, timeout: float = 10.0) -> str:
         """Have the manager launch this worker, as ``after_<worker>`` would; return the run id.

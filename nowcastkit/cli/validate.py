@@ -35,6 +35,7 @@ from nowcastkit.errors import ConfigError, FlowError, NowcastkitError
 from nowcastkit.flow import Flow
 from nowcastkit.message import Message
 from nowcastkit.scheduler import entry_problems
+from nowcastkit.ssh import remote_host
 
 __all__ = ["add_arguments", "problems", "run"]
 
@@ -73,6 +74,7 @@ def problems(path: Path) -> tuple[list[ConfigError], Config | None, Flow | None]
     except ConfigError as err:
         return [err], None, None
     config = Config(data, Path(path).expanduser().absolute())
+    found.extend(_host_problems(config))
     registry = data.get("message registry")
     if not (
         isinstance(registry, dict)
@@ -149,6 +151,23 @@ def _schedule_problems(config: Config, registered: dict | None) -> list[ConfigEr
             ):
                 problem = f"worker {name!r} is not in message registry.workers"
                 found.append(ConfigError(config.file, key, problem))
+    return found
+
+
+def _host_problems(config: Config) -> list[ConfigError]:
+    """What is wrong with each ``run.enabled hosts`` entry, as a launch would find it."""
+    hosts = (config.get("run") or {}).get("enabled hosts") if isinstance(config.get("run"), dict) \
+        else None  # fmt: skip
+    if hosts is None:
+        return []
+    if not isinstance(hosts, dict):
+        return [ConfigError(config.file, "run.enabled hosts", f"got {hosts!r}, expected a mapping")]
+    found = []
+    for host in hosts:
+        try:
+            remote_host(config, str(host))
+        except ConfigError as err:
+            found.append(err)
     return found
 
 

@@ -80,12 +80,14 @@ class LocalProcess:
 
 @attrs.define(eq=False)
 class LocalLauncher:
-    """Runs the worker's command here, in a session of its own, output to the run's log."""
+    """Runs the worker's command here, in a session of its own, output to the run's log.
+
+    A worker on another host is run by the ssh client here (:mod:`nowcastkit.ssh`), attached:
+    the run lasts as long as its ssh session.
+    """
 
     def start(self, worker: NextWorker, config: Config, run_id: str, log_path: Path) -> Process:
-        cmd = worker.command(config)
-        if worker.host != "localhost":
-            cmd[2:2] = ["env", f"{RUN_ID_ENV}={run_id}"]
+        cmd = worker.command(config, {RUN_ID_ENV: run_id})
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log_file:
             popen = subprocess.Popen(
