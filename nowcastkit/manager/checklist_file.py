@@ -2,6 +2,7 @@
 
     file = ChecklistFile.from_config(config)
     file.forget("sleepyhead")              # that key's value changed
+    file.forget("sleepyhead", ["slept"])   # only that entry of its mapping changed
     file.changed(checklist, now)           # written now, or at most `checklist write delay` on
     file.flush(checklist, now)             # the loop: write it if its time has come
 
@@ -9,7 +10,8 @@ The store is the truth and is committed before each reply; the file is its
 human-readable copy. Rewriting all of it per message made each message cost in
 proportion to the checklist, so changes are coalesced: the first change after a
 quiet spell is written at once, later ones at most every ``checklist write
-delay`` seconds, and a write dumps again only the keys changed since the last.
+delay`` seconds, and a write dumps again only the keys (or the entries of a mapping
+key) changed since the last.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ class ChecklistFile:
     #: Monotonic time the file is next written at, while a change awaits it.
     due: float | None = None
     last_write: float = -float("inf")
-    #: Each key's YAML block since it last changed. Whoever changes a key forgets it; a
-    #: value after_<worker> changes in place keeps its old block, as its row in the store.
+    #: Each key's YAML block since it last changed, or each entry's for a mapping key.
+    #: Whoever changes a key forgets it, or the entries of it that changed (the ledger).
     blocks: checklist_io.DumpCache = attrs.field(factory=checklist_io.DumpCache)
 
     @classmethod

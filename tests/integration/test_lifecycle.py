@@ -230,7 +230,8 @@ def test_broker_killed_while_a_worker_waits_the_resend_is_answered(lifecycle_sys
     system.write_next_workers(
         RECORDING_NEXT_WORKERS.replace("{total}", "10").replace(
             "def after_sleep(msg, config, checklist):\n",
-            "def after_sleep(msg, config, checklist):\n    time.sleep(1)\n",
+            "def after_sleep(msg, config, checklist):\n"
+            "    CALLS.with_name('holding').touch()\n    time.sleep(1)\n",
         )
     )
     broker = system.start_broker()
@@ -240,7 +241,8 @@ def test_broker_killed_while_a_worker_waits_the_resend_is_answered(lifecycle_sys
         cwd=system.folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**child_env(), "NOWCASTKIT_RUN_ID": "by-test"},
     )  # fmt: skip
-    system.manager.wait_for_line(r"received message from sleep: \(success\)")
+    # The manager holds the message (after_sleep has begun) when the broker is killed.
+    wait_for(lambda: (system.folder / "holding").exists(), "after_sleep to begin")
     broker.popen.kill()
     broker.popen.wait(5)
     system.start_broker()
