@@ -34,6 +34,7 @@ __all__ = [
     "Run",
     "Store",
     "add_run",
+    "ended_as",
     "finish_run",
     "get_meta",
     "handled_reply",
@@ -186,6 +187,14 @@ def handled_reply(store: Store, msg_id: str) -> str | None:
     """The reply already sent for message *msg_id*, or None if it is new."""
     row = store.conn.execute("SELECT reply FROM messages WHERE id = ?", (msg_id,)).fetchone()
     return row[0] if row else None
+
+
+def ended_as(store: Store, run_id: str) -> str | None:
+    """How run *run_id* ended (its outcome, or "ended" when it has none); None if it has not."""
+    row = store.conn.execute(
+        "SELECT finished, outcome FROM runs WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    return (row[1] or "ended") if row and row[0] is not None else None
 
 
 def record_message(store: Store, msg_id: str, source: str, msg_type: str, reply: str) -> None:

@@ -117,6 +117,8 @@ class View:
     waiting: Mapping[str, str]
     #: The reply recorded for a message key, or None when the message is new.
     replied: Callable[[str], str | None]
+    #: How a run ended (its outcome), or None while it runs or when it is not known.
+    ended_as: Callable[[str], str | None]
     new_run_id: Callable[[], str]
     host: str
 
@@ -192,7 +194,19 @@ def _answer(msg: Message, tag: bytes, view: View, events: tuple[Event, ...]) -> 
     if msg_type == "clear checklist":
         return _reply("checklist cleared", key=key, change=CLEARED,
                       notes=(seen, (_INFO, "checklist cleared", ())), **answered)  # fmt: skip
+    if msg.run and (ended := view.ended_as(msg.run)) is not None:
+        return _late(msg, key, ended, (seen,), answered)
     return _outcome(msg, key, view, _reporting_run(msg, view), (seen,), answered)
+
+
+def _late(msg: Message, key: str | None, ended: str, notes: tuple[Note, ...],
+          answered: dict) -> Outcome:  # fmt: skip
+    """A report for a run that already has its outcome (a crash made of a lost connection,
+    say): acknowledged and recorded, but after_<worker> has decided that run once already."""
+    note = (_WARNING, "%s: message %s is for run %s, which already ended as %s; "
+            "after_%s is not called again and the checklist is left as it is",
+            (msg.source, key or "-", msg.run, ended, msg.source))  # fmt: skip
+    return _reply("ack", key=key, notes=(*notes, note), **answered)
 
 
 def _repeat(msg: Message, key: str, view: View, notes: tuple[Note, ...],

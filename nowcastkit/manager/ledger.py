@@ -81,10 +81,13 @@ class Ledger:
     def view(self, config: Config, flow: Any, host: str) -> View:
         """The committed state as :func:`~.decide.decide` reads it."""
         return View(config, flow, self.checklist, self.groups, self.waiting, self.replied,
-                    new_run_id, host)  # fmt: skip
+                    self.ended_as, new_run_id, host)  # fmt: skip
 
     def replied(self, key: str) -> str | None:
         return st.handled_reply(self.store, key)
+
+    def ended_as(self, run_id: str) -> str | None:
+        return None if run_id in self.waiting else st.ended_as(self.store, run_id)
 
     def commit(
         self, items: Iterable[Any], decide_one: Callable[[Any], Outcome]

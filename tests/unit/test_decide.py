@@ -56,11 +56,12 @@ def setting(tmp_path):
     return load_config(tmp_path / "nowcast.yaml"), flow
 
 
-def make_view(setting, checklist=None, groups=(), waiting=None, replied=None) -> View:
+def make_view(setting, checklist=None, groups=(), waiting=None, replied=None, ended=None) -> View:
     config, flow = setting
     ids = (f"run{n}" for n in itertools.count(1))
     return View(config, flow, checklist if checklist is not None else {}, groups,
-                waiting or {}, (replied or {}).get, lambda: next(ids), "here")  # fmt: skip
+                waiting or {}, (replied or {}).get, (ended or {}).get, lambda: next(ids),
+                "here")  # fmt: skip
 
 
 def request(msg: Message, tag: bytes = b"tag-1") -> list[bytes]:
@@ -205,3 +206,16 @@ def test_a_launch_request_is_checked_and_launched_once(setting):
     again = make_view(setting, replied={"control-x@1": outcome.text})
     repeat = decide_launch({"worker": "workers.sleep", "id": "x@1"}, again)
     assert (repeat.repeat, repeat.reply, repeat.launches) == (True, outcome.reply, ())
+
+
+def test_a_report_for_a_run_that_already_ended_is_acknowledged_and_decides_nothing(setting):
+    view = make_view(setting, {"sleepyhead": "before"}, ended={"r1": "crash"})
+    late = Message("sleep", "success", {"slept": 9}, id="m9", run="r1")
+    outcome = decide(request(late), view)
+    assert (outcome.reply.type, outcome.key, outcome.received) == ("ack", "m9", "success")
+    assert (outcome.change, outcome.finished, outcome.launches, outcome.groups) == (
+        None, None, (), None,
+    )  # fmt: skip
+    assert seen(setting) == []  # after_sleep already decided run r1, as a crash
+    [warning] = [text % args for level, text, args in outcome.notes if level == logging.WARNING]
+    assert "run r1, which already ended as crash; after_sleep is not called again" in warning

@@ -8,10 +8,11 @@ import pytest
 import yaml
 from conftest import base_config
 
-from nowcastkit import Message, codec
+from nowcastkit import Message, NextWorker, codec
 from nowcastkit import store as state
 from nowcastkit.config import load_config
 from nowcastkit.manager import ManagerProcess
+from nowcastkit.manager.decide import Ended, decide_exit, decide_launch
 from nowcastkit.manager.events import Events
 
 pytestmark = pytest.mark.timeout(60)
@@ -239,3 +240,22 @@ def test_a_message_into_a_key_of_5000_entries_costs_what_its_payload_does(tmp_pa
         assert yaml.safe_load(manager.ledger.file.path.read_text()) == manager.ledger.checklist
     finally:
         manager.ledger.store.conn.close()
+
+
+def test_a_late_report_after_a_run_became_a_crash_calls_after_worker_once(manager, tmp_path):
+    ledger = manager.ledger
+
+    def commit(items, decide_one):
+        view = lambda: ledger.view(manager.config, manager.flow, manager.host)  # noqa: E731
+        return ledger.commit(items, lambda item: decide_one(item, view()))
+
+    [launched] = commit([{"command": "launch", "worker": "sleep", "by": "test"}], decide_launch)
+    run = launched.launches[0].run_id
+    crash = Message("sleep", "crash", {"reason": "lost"}, id=f"crash-{run}", run=run)
+    commit([Ended(run, NextWorker("sleep"), 4242, 255, crash)], decide_exit)
+    late = Message("sleep", "success", {"n": 1}, id="late", run=run).serialize().encode()
+    replies, launches = manager.answer([[b"t1", late]])
+    assert ([reply_type(frames) for frames in replies], launches) == (["ack"], [])
+    assert (tmp_path / "after_sleep.calls").read_text() == f"crash-{run}\n"
+    assert state.handled_reply(ledger.store, "late") is not None  # a resend gets the same ack
+    assert [r.outcome for r in state.history(ledger.store)] == ["crash"]
