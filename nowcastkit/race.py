@@ -58,8 +58,8 @@ def settle(
     if not groups and not must_finish:  # most reports: no group is open
         return Settled((), workers)
     launch: list[NextWorker] = []
-    touched = any(source in group.waiting for group in groups)
     joined = next((i for i, group in enumerate(groups) if source in group.waiting), None)
+    touched = joined is not None
     after = []
     for i, group in enumerate(groups):
         held = group.held + workers if i == joined and not must_finish else group.held

@@ -156,8 +156,8 @@ def _schedule_problems(config: Config, registered: dict | None) -> list[ConfigEr
 
 def _host_problems(config: Config) -> list[ConfigError]:
     """What is wrong with each ``run.enabled hosts`` entry, as a launch would find it."""
-    hosts = (config.get("run") or {}).get("enabled hosts") if isinstance(config.get("run"), dict) \
-        else None  # fmt: skip
+    run = config.get("run")
+    hosts = run.get("enabled hosts") if isinstance(run, dict) else None
     if hosts is None:
         return []
     if not isinstance(hosts, dict):

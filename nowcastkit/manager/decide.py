@@ -138,9 +138,8 @@ class Outcome:
     #: The message was handled before: *text* is its first reply and nothing else changes.
     repeat: bool = False
     change: Change | None = None
-    #: The run this message reports on, and its outcome (the message type).
+    #: The run this message reports on; its outcome is the type of message received.
     finished: str | None = None
-    outcome: str | None = None
     #: An ended run's exit status to record.
     exited: Ended | None = None
     launches: tuple[Launch, ...] = ()
@@ -273,8 +272,7 @@ def _outcome(
     elif msg.payload is not None:
         notes += ((_WARNING, "no checklist key registered for %s worker; payload not kept",
                    (msg.source,)),)  # fmt: skip
-    done = {"key": key, "change": change, "finished": run_id, "outcome": msg.type,
-            "exited": exited}  # fmt: skip
+    done = {"key": key, "change": change, "finished": run_id, "exited": exited}
     try:
         workers, must_finish = view.flow.after(msg, view.config, Seen(view.checklist, change))
     except FlowError as err:
@@ -318,7 +316,7 @@ def decide_exit(ended: Ended, view: View) -> Outcome:
     if name not in view.config["message registry"]["workers"]:
         notes += ((_ERROR, "%s is not in message registry.workers; no after_%s to call",
                    (name, name)),)  # fmt: skip
-        return Outcome(crash, "", name, finished=ended.run_id, outcome="crash", exited=ended,
+        return Outcome(crash, "", name, finished=ended.run_id, received="crash", exited=ended,
                        notes=notes, events=events)  # fmt: skip
     answered = {"source": name, "received": "crash", "events": events}
     return _outcome(crash, crash.id, view, ended.run_id, notes, answered, ended)

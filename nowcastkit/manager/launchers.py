@@ -14,6 +14,7 @@ in ``NOWCASTKIT_RUN_ID``, so its messages name it and its pid can be found again
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import time
@@ -35,6 +36,8 @@ __all__ = [
     "find_pid",
     "is_alive",
 ]
+
+log = logging.getLogger("manager")
 
 
 class Process(Protocol):
@@ -88,6 +91,7 @@ class LocalLauncher:
 
     def start(self, worker: NextWorker, config: Config, run_id: str, log_path: Path) -> Process:
         cmd = worker.command(config, {RUN_ID_ENV: run_id})
+        log.debug("%s", cmd)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log_file:
             popen = subprocess.Popen(

@@ -150,7 +150,7 @@ class Ledger:
         exited = outcome.exited
         status = exited.status if exited is not None else None
         if outcome.finished:
-            st.finish_run(store, outcome.finished, outcome.outcome, exit_status=status)
+            st.finish_run(store, outcome.finished, outcome.received, exit_status=status)
         if exited is not None and exited.run_id != outcome.finished:
             st.finish_run(store, exited.run_id, None, exit_status=status)
         if outcome.groups is not None:

@@ -200,7 +200,6 @@ class ManagerProcess:
         parents = {launch.run_id: launch.parent for launch in launches}
         for running in started:
             worker = running.worker
-            log.debug("%s", worker.command(self.config))
             self.events.publish(
                 "launch", worker.name, run=running.run_id, module=worker.module,
                 args=list(worker.args), host=worker.host, pid=running.pid,

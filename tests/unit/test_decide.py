@@ -79,7 +79,7 @@ def test_a_report_merges_its_payload_calls_after_worker_and_launches_what_it_ret
 
     assert (outcome.reply.type, outcome.key, outcome.received) == ("ack", "m1", "success")
     assert outcome.change == Change("sleepyhead", {"slept": 2}, merge=True)
-    assert (outcome.finished, outcome.outcome) == ("old", "success")  # its oldest run out
+    assert outcome.finished == "old"  # its worker's oldest run still out
     [launch] = outcome.launches
     assert (launch.worker, launch.parent) == (NextWorker("workers.awaken", ["success"]), "old")
     assert outcome.groups == (RaceGroup(frozenset({"awaken"})),)
@@ -176,7 +176,7 @@ def ended(run_id: str, status: int | None = -9) -> Ended:
 def test_a_run_that_ends_without_reporting_is_its_workers_crash(setting):
     groups = (RaceGroup(frozenset({"sleep", "other"})),)
     outcome = decide_exit(ended("r1"), make_view(setting, groups=groups, waiting={"r1": "sleep"}))
-    assert (outcome.finished, outcome.outcome, outcome.exited.status) == ("r1", "crash", -9)
+    assert (outcome.finished, outcome.received, outcome.exited.status) == ("r1", "crash", -9)
     # A crash counts as reported: what after_sleep returns is held until "other" reports.
     again = NextWorker("workers.sleep", args=["again"])
     assert (outcome.launches, outcome.groups) == ((), (RaceGroup(frozenset({"other"}), (again,)),))
