@@ -33,9 +33,9 @@ from nowcastkit import race
 from nowcastkit.config import Config, check
 from nowcastkit.errors import ConfigError, FlowError, NowcastkitError
 from nowcastkit.flow import Flow
+from nowcastkit.hosts import remote_host
 from nowcastkit.message import Message
 from nowcastkit.scheduler import entry_problems
-from nowcastkit.ssh import remote_host
 
 __all__ = ["add_arguments", "problems", "run"]
 

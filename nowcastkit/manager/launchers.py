@@ -43,15 +43,24 @@ log = logging.getLogger("manager")
 class Process(Protocol):
     """A started run, as the supervisor sees it."""
 
-    pid: int
+    #: None while a remote launch has not yet said it.
+    pid: int | None
     #: Whether its end is signalled (SIGCHLD), so the supervisor need not poll it on a timer.
     wakes: bool
+    #: Why it could not be started at all, once that is final; None otherwise.
+    launch_failure: str | None
 
     def poll(self) -> tuple[bool, int | None]:
         """Whether it has ended, and its exit status (negative: the signal; None: unknown)."""
 
     def signal(self, signum: int) -> None:
         """Send *signum* to the run and whatever it started."""
+
+    def reported(self) -> None:
+        """Its final message is in: look for its end soon."""
+
+    def last_output(self) -> tuple[str, list[str]] | None:
+        """Where its log is and its last lines, when not in the run's local log file."""
 
 
 class Launcher(Protocol):
@@ -67,10 +76,17 @@ class LocalProcess:
 
     popen: subprocess.Popen
     wakes: bool = True
+    launch_failure: None = None
 
     @property
     def pid(self) -> int:
         return self.popen.pid
+
+    def reported(self) -> None:
+        pass
+
+    def last_output(self) -> None:
+        return None
 
     def poll(self) -> tuple[bool, int | None]:
         status = self.popen.poll()
@@ -85,8 +101,8 @@ class LocalProcess:
 class LocalLauncher:
     """Runs the worker's command here, in a session of its own, output to the run's log.
 
-    A worker on another host is run by the ssh client here (:mod:`nowcastkit.ssh`), attached:
-    the run lasts as long as its ssh session.
+    A worker on a host configured ``detached: false`` is run by the ssh client here
+    (:func:`nowcastkit.ssh.ssh_command`): the run lasts as long as its ssh session.
     """
 
     def start(self, worker: NextWorker, config: Config, run_id: str, log_path: Path) -> Process:
@@ -122,6 +138,13 @@ class WatchedPid:
     by_hand: bool = False
     not_before: float = 0.0
     wakes: bool = False
+    launch_failure: None = None
+
+    def reported(self) -> None:
+        pass
+
+    def last_output(self) -> None:
+        return None
 
     def poll(self) -> tuple[bool, int | None]:
         if time.monotonic() < self.not_before:

@@ -186,8 +186,13 @@ class ManagerProcess:
         self.launch(launches)
 
     def tend(self, now: float) -> None:
-        """Hand the runs that ended back through decide_exit; start what they lead to."""
+        """Hand the runs that ended back through decide_exit; start what they lead to.
+
+        Remote pids learnt and runs that could not be started at all are recorded first.
+        """
         ended = self.supervisor.tick(now)
+        located, unstarted = self.supervisor.news()
+        self.ledger.record_started(located, unstarted)
         if ended:
             outcomes = self._commit(ended, decide_exit, replied=False) or []
             self.launch([launch for outcome in outcomes for launch in outcome.launches])
@@ -206,7 +211,8 @@ class ManagerProcess:
                 parent=parents[running.run_id],
             )  # fmt: skip
         self.ledger.record_started(
-            {running.run_id: running.pid for running in started}, [item.run_id for item in failed]
+            {running.run_id: running.pid for running in started if running.pid is not None},
+            [item.run_id for item in failed],
         )
 
     def serve_control(self) -> None:
@@ -265,6 +271,8 @@ class ManagerProcess:
         if replied and isinstance(outcome.reply, Message):
             publish("reply", outcome.source, type=outcome.reply.type, payload=outcome.reply.payload)
         self.malformed += outcome.malformed
+        if outcome.finished is not None:
+            self.supervisor.reported(outcome.finished)
         run = outcome.by_hand
         if run is not None and run.host == self.host and not outcome.repeat:
             self.supervisor.adopt(run.run_id, NextWorker(run.worker), run.pid, by_hand=True)

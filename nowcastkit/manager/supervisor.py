@@ -10,7 +10,8 @@ A run past its registry ``timeout`` gets SIGTERM, then SIGKILL after
 ``TERM_GRACE`` seconds. A run that ends is handed back as an :class:`Ended`,
 with the ``crash`` message it becomes if it never reported; whether it did is
 the ledger's to know, so :func:`~.decide.decide_exit` judges. How a run is
-started is the launcher's business (:mod:`.launchers`).
+started is the launcher's business: here (:mod:`.launchers`), or detached on
+another host over ssh (:mod:`.remote`), one launcher per host.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import attrs
 from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.errors import NowcastkitError
+from nowcastkit.hosts import remote_host
 from nowcastkit.manager.decide import Ended, Launch
 from nowcastkit.manager.launchers import (
     Launcher,
@@ -36,6 +38,7 @@ from nowcastkit.manager.launchers import (
     find_pid,
     is_alive,
 )
+from nowcastkit.manager.remote import SshLauncher, control_path
 from nowcastkit.message import Message
 from nowcastkit.next_worker import NextWorker
 
@@ -66,7 +69,7 @@ class Running:
     by_hand: bool = False
 
     @property
-    def pid(self) -> int:
+    def pid(self) -> int | None:
         return self.process.pid
 
 
@@ -78,15 +81,24 @@ class Supervisor:
     log_dir: Path
     launcher: Launcher = attrs.field(factory=LocalLauncher)
     active: dict[str, Running] = attrs.field(factory=dict)
+    #: The launcher of each host whose runs are detached over ssh.
+    remotes: dict[str, SshLauncher] = attrs.field(factory=dict)
+    #: Runs that could not be started at all, since the manager last asked: id to reason.
+    unstarted: dict[str, str] = attrs.field(factory=dict)
 
     def start(self, launches: list[Launch]) -> tuple[list[Running], list[Launch]]:
-        """Start committed runs: those started and those that failed to (logged), in order."""
+        """Start committed runs: those started and those that failed to (logged), in order.
+
+        A remote run is started when its ssh call is made; its pid comes later
+        (:meth:`news`).
+        """
         started, failed = [], []
         for item in launches:
             worker = item.worker
             log_path = self.log_dir / f"{worker.name}-{item.run_id}.log"
             try:
-                process = self.launcher.start(worker, self.config, item.run_id, log_path)
+                launcher = self.launcher_for(worker.host)
+                process = launcher.start(worker, self.config, item.run_id, log_path)
             except (OSError, NowcastkitError) as err:
                 log.error("launch of %s worker on %s failed: %s", worker.module, worker.host, err)
                 failed.append(item)
@@ -95,12 +107,45 @@ class Supervisor:
                 item.run_id, worker, log_path, process, deadline(self.config, worker.name)
             )
             self.active[item.run_id] = running
-            log.info(
-                "launching %s worker on %s: run %s, pid %d",
-                worker.module, worker.host, item.run_id, running.pid,
-            )  # fmt: skip
+            pid = "" if running.pid is None else f", pid {running.pid}"
+            log.info("launching %s worker on %s: run %s%s",
+                     worker.module, worker.host, item.run_id, pid)  # fmt: skip
             started.append(running)
         return started, failed
+
+    def launcher_for(self, host: str) -> Launcher:
+        """Here for localhost and attached ssh runs; the host's own for detached ones.
+
+        Raises ConfigError for a host ``run.enabled hosts`` lacks or gets wrong.
+        """
+        if host == "localhost":
+            return self.launcher
+        entry = remote_host(self.config, host)
+        if entry.launcher != "ssh":
+            raise NowcastkitError(f"launcher {entry.launcher!r} for {host} is not available")
+        if not entry.detached:
+            return self.launcher
+        remote = self.remotes.get(host)
+        if remote is None:
+            folder = st.state_paths(self.config)[0].parent
+            remote = self.remotes[host] = SshLauncher(entry, control_path(folder.absolute()))
+        remote.host = entry  # a reloaded config takes effect at the next call
+        return remote
+
+    def news(self) -> tuple[dict[str, int], dict[str, str]]:
+        """The remote pids learnt, and the runs found impossible to start, since last asked."""
+        located = {}
+        for remote in self.remotes.values():
+            located.update(remote.located)
+            remote.located.clear()
+        unstarted, self.unstarted = self.unstarted, {}
+        return located, unstarted
+
+    def reported(self, run_id: str) -> None:
+        """Run *run_id*'s final message is in; its launcher may want to see it exit."""
+        running = self.active.get(run_id)
+        if running is not None:
+            running.process.reported()
 
     def adopt(self, run_id: str, worker: NextWorker, pid: int, *, by_hand: bool = False,
               grace: float = 0.0, deadline: float | None = None) -> Running:  # fmt: skip
@@ -122,6 +167,8 @@ class Supervisor:
         for run in unfinished:
             by_hand = run.module == st.BY_HAND
             worker = NextWorker(run.worker if by_hand else run.module, run.args, run.host)
+            if not by_hand and self._adopt_remote(run, worker):
+                continue
             pid = run.pid or find_pid(run.run_id)
             if pid is None or (by_hand and run.host != here):
                 if not by_hand:
@@ -142,8 +189,27 @@ class Supervisor:
                 found[run.run_id] = pid
         return launches, found
 
+    def _adopt_remote(self, run: st.Run, worker: NextWorker) -> bool:
+        """Watch again a run detached on another host; False if it is not one."""
+        try:
+            launcher = self.launcher_for(run.host) if run.host != "localhost" else None
+        except NowcastkitError:
+            launcher = None
+        if not isinstance(launcher, SshLauncher):
+            return False
+        process = launcher.adopt(run.run_id, worker, run.pid)
+        log_path = self.log_dir / f"{worker.name}-{run.run_id}.log"
+        self.active[run.run_id] = Running(
+            run.run_id, worker, log_path, process, deadline(self.config, worker.name, run.launched)
+        )
+        how = f"pid {run.pid}; watching it again" if run.pid else "no pid yet; launching it again"
+        log.info("%s worker run %s on %s: %s", worker.name, run.run_id, run.host, how)
+        return True
+
     def tick(self, now: float) -> list[Ended]:
         """Act on deadlines, then hand back the runs that have ended since the last tick."""
+        for remote in self.remotes.values():
+            remote.tick(now)
         for running in self.active.values():
             if running.deadline is not None and now >= running.deadline:
                 running.timed_out = True
@@ -154,14 +220,24 @@ class Supervisor:
                     running.process.signal(signal.SIGKILL)
         ended = []
         for running in list(self.active.values()):
+            if running.process.launch_failure is not None:
+                self._drop(running)
+                self.unstarted[running.run_id] = running.process.launch_failure
+                continue
             done, status = running.process.poll()
             if done:
-                del self.active[running.run_id]
+                self._drop(running)
                 ended.append(
                     Ended(running.run_id, running.worker, running.pid, status,
                           crash_message(running, status))
                 )  # fmt: skip
         return ended
+
+    def _drop(self, running: Running) -> None:
+        del self.active[running.run_id]
+        remote = self.remotes.get(running.worker.host)
+        if remote is not None:
+            remote.forget(running.run_id)
 
     def wake_at(self, now: float) -> float | None:
         """The monotonic time the next tick is due by: a deadline, or a pid to look at."""
@@ -170,6 +246,8 @@ class Supervisor:
             for running in self.active.values()
             if running.deadline is not None
         ]
+        remotes = (remote.wake_at(now) for remote in self.remotes.values())
+        times += [at for at in remotes if at is not None]
         if any(not running.process.wakes for running in self.active.values()):
             times.append(now + WATCH_EVERY)
         return min(times, default=None)
@@ -186,7 +264,11 @@ def crash_message(running: Running, status: int | None) -> Message:
         payload["signal"] = signal.Signals(-status).name
     elif status is not None:
         payload["exit status"] = status
-    if running.log_path.name:
+    remote = running.process.last_output()
+    if remote is not None:
+        payload["host"] = running.worker.host
+        payload["log"], payload["last output"] = remote
+    elif running.log_path.name:
         payload["log"] = str(running.log_path)
         payload["last output"] = _tail(running.log_path)
     return Message(

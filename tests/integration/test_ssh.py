@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 import yaml
 from conftest import base_config, wait_for
 
 from nowcastkit import NextWorker
+from nowcastkit import store as st
 from nowcastkit.config import load_config
 from nowcastkit.manager.decide import Launch
 from nowcastkit.manager.supervisor import Supervisor
@@ -26,9 +30,14 @@ SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 #: The "remote" worker: writes what it was given, then exits as a worker that reported.
 ECHO_ARGS = """\
-import json, os, sys
+import json, os, sys, time
 with open(os.environ["ECHO_TO"], "w") as f:
     json.dump({"argv": sys.argv[1:], "run": os.environ.get("NOWCASTKIT_RUN_ID")}, f)
+print("echoed", flush=True)
+args = sys.argv[2:]
+if args[:1] == ["--sleep"]:
+    time.sleep(float(args[1]))
+sys.exit(int(args[1]) if args[:1] == ["--exit"] else 0)
 """
 
 DANGEROUS = ["'; touch INJECTED; '", "$(touch INJECTED)", "`touch INJECTED`", "a b", "", "*"]
@@ -38,6 +47,26 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@attrs.define
+class Sshd:
+    """The fixture's sshd, and the ssh options that reach it."""
+
+    popen: subprocess.Popen
+    port: int
+    folder: Path
+    options: list[str]
+
+    def sessions(self) -> list[int]:
+        """The pids of sshd's per-connection processes and everything they run."""
+        found, todo = [], [self.popen.pid]
+        while todo:
+            children = Path(f"/proc/{todo.pop()}/task").glob("*/children")
+            pids = [int(pid) for path in children for pid in path.read_text().split()]
+            found += pids
+            todo += pids
+        return found
 
 
 @pytest.fixture
@@ -66,12 +95,17 @@ def sshd(tmp_path):
     try:
         wait_for(lambda: _accepts(port) or proc.poll() is not None, "sshd listening")
         assert proc.poll() is None, (folder / "sshd.log").read_text()
-        yield [
+        yield Sshd(proc, port, folder, [
             "-F", "/dev/null", "-p", str(port), "-i", str(folder / "client_key"),
             "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={folder / 'known_hosts'}",
             "-o", "StrictHostKeyChecking=yes",
-        ]  # fmt: skip
+        ])  # fmt: skip
     finally:
+        # Its connections outlive it (each is a process of its own), and with them the
+        # shared ssh connections of the client side: end them too.
+        for pid in Sshd(proc, port, folder, []).sessions():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.terminate()
         proc.wait(10)
 
@@ -95,34 +129,165 @@ def remote(tmp_path, sshd, monkeypatch):
     raw = base_config(tmp_path)
     raw["message registry"]["workers"]["echo_args"] = {"crash": "crashed"}
     raw["run"] = {"enabled hosts": {"far": {
-        "ssh host": "127.0.0.1", "ssh options": sshd, "python": sys.executable,
+        "ssh host": "127.0.0.1", "ssh options": sshd.options, "python": sys.executable,
         "config file": str(tmp_path / "remote nowcast.yaml"), "envvars": str(envvars),
+        "run dir": str(tmp_path / "remote runs"), "poll interval": 1,
     }}}  # fmt: skip
     (tmp_path / "nowcast.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(tmp_path)
     return load_config(tmp_path / "nowcast.yaml")
 
 
+def pids_of(run_id: str) -> list[int]:
+    """The local processes carrying *run_id* in their environment: here, the "remote" ones."""
+    marker = f"NOWCASTKIT_RUN_ID={run_id}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def ended(supervisor: Supervisor, timeout: float = 30):
+    """Tick *supervisor* until one run ends; that run."""
+    [run] = wait_for(lambda: supervisor.tick(time.monotonic()), "a run to end", timeout)
+    return run
+
+
+def located(supervisor: Supervisor, *run_ids: str) -> list[int]:
+    """Tick until each run's remote pid is known; those pids."""
+    seen = {}
+
+    def look():
+        supervisor.tick(time.monotonic())
+        seen.update(supervisor.news()[0])
+        return all(run_id in seen for run_id in run_ids)
+
+    wait_for(look, f"the remote pids of {run_ids}", 20)
+    return [seen[run_id] for run_id in run_ids]
+
+
+def unstarted(supervisor: Supervisor, run_id: str, timeout: float = 20) -> str:
+    """Tick until *run_id* is found impossible to start; the reason."""
+
+    def look():
+        assert supervisor.tick(time.monotonic()) == []
+        return supervisor.news()[1].get(run_id)
+
+    return wait_for(look, f"run {run_id} to be given up", timeout)
+
+
+def far(config, **entry):
+    config["run"]["enabled hosts"]["far"].update(entry)
+    return config
+
+
 def test_a_remote_worker_gets_its_arguments_as_given_and_none_runs_in_the_shell(remote, tmp_path):
     supervisor = Supervisor(remote, tmp_path / "runs")
     [running], failed = supervisor.start([Launch("r1", NextWorker("echo_args", DANGEROUS, "far"))])
-    assert failed == []
-    [ended] = wait_for(lambda: supervisor.tick(time.monotonic()), "the ssh run to end", 30)
-    assert ended.status == 0, running.log_path.read_text()
+    assert failed == [] and running.pid is None  # the ssh call is in flight, the loop is not held
+    run = ended(supervisor)
+    assert run.status == 0
     echoed = json.loads((tmp_path / "echoed.json").read_text())
     assert echoed == {"argv": [str(tmp_path / "remote nowcast.yaml"), *DANGEROUS], "run": "r1"}
     assert not list(tmp_path.rglob("INJECTED")) and not (Path.home() / "INJECTED").exists()
+    assert run.crash.payload["host"] == "far"
+    assert run.crash.payload["log"] == f"far:{tmp_path}/remote runs/r1.log"
+    assert run.crash.payload["last output"] == ["echoed"]
 
 
-def test_an_unreachable_host_fails_fast_with_sshs_own_words(remote, tmp_path):
-    remote["run"]["enabled hosts"]["far"]["ssh options"] = ["-p", str(free_port())]
+def test_an_exit_status_and_a_signal_come_back_from_the_other_host(remote, tmp_path):
     supervisor = Supervisor(remote, tmp_path / "runs")
+    supervisor.start([Launch("r2", NextWorker("echo_args", ["--exit", "3"], "far"))])
+    assert ended(supervisor).crash.payload["exit status"] == 3
+    supervisor.start([Launch("r3", NextWorker("echo_args", ["--sleep", "60"], "far"))])
+    [wrapper] = located(supervisor, "r3")
+    for pid in set(pids_of("r3")) - {wrapper}:
+        os.kill(pid, signal.SIGKILL)
+    run = ended(supervisor)
+    assert (run.pid, run.status, run.crash.payload["signal"]) == (wrapper, -9, "SIGKILL")
+
+
+def test_an_unreachable_host_is_tried_again_until_the_deadline_then_given_up(
+    remote, tmp_path, caplog
+):
+    remote["message registry"]["workers"]["echo_args"]["timeout"] = 3
+    supervisor = Supervisor(far(remote, **{"ssh options": ["-p", str(free_port())]}), tmp_path)
     started = time.monotonic()
-    [running], _failed = supervisor.start([Launch("r2", NextWorker("echo_args", [], "far"))])
-    [ended] = wait_for(lambda: supervisor.tick(time.monotonic()), "the ssh run to end", 30)
-    assert time.monotonic() - started < 15  # BatchMode and ConnectTimeout: no hang
-    assert ended.status == 255
-    assert "Connection refused" in running.log_path.read_text()
+    supervisor.start([Launch("r4", NextWorker("echo_args", [], "far"))])
+    reason = unstarted(supervisor, "r4")
+    assert 3 <= time.monotonic() - started < 15  # ConnectTimeout: no attempt hangs
+    assert reason.startswith("unreachable: ssh: connect to host 127.0.0.1 port ")
+    assert reason.endswith("Connection refused")
+    assert caplog.text.count("trying again in 1 s") >= 2
+
+
+def test_an_unknown_host_key_is_given_up_at_once(remote, sshd, tmp_path, caplog):
+    (tmp_path / "empty_known_hosts").write_text("")
+    options = [o.replace(str(sshd.folder / "known_hosts"), str(tmp_path / "empty_known_hosts"))
+               for o in sshd.options]  # fmt: skip
+    supervisor = Supervisor(far(remote, **{"ssh options": options}), tmp_path / "runs")
+    supervisor.start([Launch("r5", NextWorker("echo_args", [], "far"))])
+    assert unstarted(supervisor, "r5") == "unknown host key: Host key verification failed."
+    assert "trying again" not in caplog.text
+    assert not (tmp_path / "echoed.json").exists()
+
+
+def test_a_deadline_stops_the_whole_remote_process_group(remote, tmp_path):
+    remote["message registry"]["workers"]["echo_args"]["timeout"] = 2
+    supervisor = Supervisor(remote, tmp_path / "runs")
+    supervisor.start([Launch("r6", NextWorker("echo_args", ["--sleep", "60"], "far"))])
+    run = ended(supervisor)
+    assert run.crash.payload["reason"] == "timeout"
+    assert run.status == -signal.SIGTERM
+    wait_for(lambda: not pids_of("r6"), "nothing of the run left on the other host")
+
+
+def test_a_new_manager_adopts_remote_runs_and_starts_none_twice(remote, tmp_path):
+    first = Supervisor(remote, tmp_path / "runs")
+    first.start([Launch("r7", NextWorker("echo_args", ["--sleep", "2"], "far")),
+                 Launch("r8", NextWorker("echo_args", ["--sleep", "2"], "far"))])  # fmt: skip
+    pid, _ = located(first, "r7", "r8")
+    # The manager restarts: r7's pid was recorded, r8's launch was committed but not its pid.
+    second = Supervisor(remote, tmp_path / "runs")
+    launches, found = second.recover([
+        st.Run("r7", "echo_args", "echo_args", ("--sleep", "2"), "far", pid, launched=time.time()),
+        st.Run("r8", "echo_args", "echo_args", ("--sleep", "2"), "far", None, launched=time.time()),
+    ], "here")  # fmt: skip
+    assert (launches, found) == ([], {})
+    runs = []
+    wait_for(lambda: runs.extend(second.tick(time.monotonic())) or len(runs) == 2, "both to end")
+    assert {run.run_id: run.status for run in runs} == {"r7": 0, "r8": 0}
+    for run_id in ("r7", "r8"):
+        assert (tmp_path / "remote runs" / f"{run_id}.log").read_text() == "echoed\n"
+
+
+def test_a_frozen_server_is_noticed_and_proves_nothing_about_the_run(
+    remote, sshd, tmp_path, caplog
+):
+    quick = ["-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2", "-o", "ConnectTimeout=2"]
+    supervisor = Supervisor(far(remote, **{"ssh options": quick + sshd.options}), tmp_path)
+    supervisor.start([Launch("r9", NextWorker("echo_args", ["--sleep", "60"], "far"))])
+    located(supervisor, "r9")
+    frozen = [sshd.popen.pid, *sshd.sessions()]  # the listener and the shared connection
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: supervisor.tick(time.monotonic()) or "could not look" in caplog.text,
+                 "the frozen poll to fail", 20)  # fmt: skip
+        assert "could not look at the runs on far (unreachable)" in caplog.text
+        assert "r9" in supervisor.active  # a failed look proves nothing
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        for pid in pids_of("r9"):
+            os.kill(pid, signal.SIGKILL)
+    assert ended(supervisor).run_id == "r9"  # the server back, the next look sees it gone
 
 
 def test_validate_refuses_a_host_that_ssh_would_read_as_an_option(tmp_path):
