@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -264,3 +266,57 @@ def running_system(toy_system: System):
     toy_system.start_broker()
     toy_system.start_manager()
     return toy_system
+
+
+def _need_slurm() -> None:
+    from slurm_cluster import missing_programs
+
+    if missing := missing_programs():
+        pytest.fail(f"no {', '.join(missing)} on this machine: bin/system-packages installs "
+                    "Debian's slurmctld, slurmd, slurm-client and munge")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A real single-node Slurm for the whole session; SLURM_CONF names it meanwhile."""
+    from slurm_cluster import start_cluster
+
+    _need_slurm()
+    folder = Path(tempfile.mkdtemp(prefix="nk-slurm-"))  # short: munged's socket path
+    cluster = None
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            cluster = start_cluster(folder)
+            patch.setenv("SLURM_CONF", str(cluster.conf_path))
+            yield cluster
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def make_slurm(monkeypatch):
+    """Start a fresh cluster of one's own for this test: ``make_slurm(min_job_age=5)``.
+
+    Takes SlurmCluster's options (min_job_age, slurmd_timeout, extra_config); SLURM_CONF
+    names the last one made until the test ends, when each is stopped.
+    """
+    from slurm_cluster import start_cluster
+
+    _need_slurm()
+    made = []
+
+    def make(**options):
+        folder = Path(tempfile.mkdtemp(prefix="nk-slurm-"))
+        made.append((folder, None))
+        cluster = start_cluster(folder, **options)
+        made[-1] = (folder, cluster)
+        monkeypatch.setenv("SLURM_CONF", str(cluster.conf_path))
+        return cluster
+
+    yield make
+    for folder, cluster in reversed(made):
+        if cluster is not None:
+            cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
