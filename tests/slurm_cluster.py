@@ -260,8 +260,12 @@ class SlurmCluster:
             self.munged.stop()
 
     def job_processes(self) -> list[int]:
-        """This cluster's slurmstepds (they outlive slurmd, in sessions of their own) and
-        every process under them: found by the SLURM_CONF slurmd handed down to them."""
+        """This cluster's slurmstepds, job processes and every process under them.
+
+        Found by the SLURM_CONF that slurmd hands down: slurmstepd runs in a session of its
+        own and outlives slurmd, and with proctrack/linuxproc a job's child whose parent
+        died escapes the step (a ``kill -9`` of the batch shell leaves its ``sleep``).
+        """
         mine = f"SLURM_CONF={self.conf_path}".encode()
         parents: dict[int, int] = {}
         found: list[int] = []
@@ -271,14 +275,17 @@ class SlurmCluster:
             try:
                 stat = (entry / "stat").read_text()
                 parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-                if stat.split(" (", 1)[1].startswith("slurmstepd") and mine in (
-                    entry / "environ"
-                ).read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
+                environ = (entry / "environ").read_bytes().split(b"\0")
             except (OSError, ValueError, IndexError):
                 continue
+            stepd = stat.split(" (", 1)[1].startswith("slurmstepd")
+            job = any(var.startswith(b"SLURM_JOB_ID=") for var in environ)
+            if mine in environ and (stepd or job):
+                found.append(int(entry.name))
         for pid in found:  # grows as it goes: the descendants, breadth first
-            found.extend(child for child, parent in parents.items() if parent == pid)
+            found.extend(
+                child for child, parent in parents.items() if parent == pid and child not in found
+            )
         return found
 
 
