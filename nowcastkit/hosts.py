@@ -8,6 +8,7 @@ meaning; the rest say how runs get there and how they are watched:
 
 - ``launcher``: ``ssh`` (default) or ``slurm``;
 - ``ssh host``: what ssh connects to (default: HOST; a ``~/.ssh/config`` alias works);
+  for ``launcher: slurm``, omit it when the manager runs on the login node itself;
 - ``ssh options``: a list of extra ssh arguments, such as ``[-o, ControlPersist=60]``;
 - ``detached``: run the worker under ``setsid`` so it outlives the ssh session
   (default true; false keeps the session open for the whole run);
@@ -43,7 +44,8 @@ class Host:
     name: str
     python: str
     config_file: str
-    ssh_host: str
+    #: None: a Slurm host whose commands are run here, on its login node.
+    ssh_host: str | None
     ssh_options: tuple[str, ...] = ()
     envvars: str | None = None
     launcher: str = "ssh"
@@ -90,8 +92,10 @@ def remote_host(config: Any, name: str) -> Host:
     launcher = entry.get("launcher", "ssh")
     if launcher not in LAUNCHERS:
         raise bad("launcher", launcher, " or ".join(LAUNCHERS))
-    ssh_host = entry.get("ssh host", name)
-    if not isinstance(ssh_host, str) or not ssh_host or ssh_host.startswith("-"):
+    ssh_host = entry.get("ssh host", None if launcher == "slurm" else name)
+    if ssh_host is not None and (
+        not isinstance(ssh_host, str) or not ssh_host or ssh_host.startswith("-")
+    ):
         raise bad("ssh host", ssh_host, "a host not beginning '-'")
     detached = entry.get("detached", True)
     if not isinstance(detached, bool):

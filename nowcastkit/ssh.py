@@ -114,7 +114,8 @@ def ssh_argv(host: Host, remote: str, control_path: str | None = None) -> list[s
         "-o", "ControlMaster=auto", "-o", f"ControlPath={control_path}",
         "-o", "ControlPersist=600",
     )  # fmt: skip
-    return ["ssh", *host.ssh_options, *SSH_OPTIONS, *shared, "-T", "--", host.ssh_host, remote]
+    target = host.ssh_host or host.name
+    return ["ssh", *host.ssh_options, *SSH_OPTIONS, *shared, "-T", "--", target, remote]
 
 
 def _worker_argv(host: Host, worker_args: Sequence[str]) -> list[str]:

@@ -59,7 +59,8 @@ __all__ = [
 #: The module recorded for a run that a person started by hand.
 BY_HAND = "(run by hand)"
 #: 2: checklist_entries, a key holding a str-keyed mapping stored one row per entry.
-SCHEMA_VERSION = 2
+#: 3: runs.handle, how a launcher finds a run again (a Slurm job id, a remote run dir).
+SCHEMA_VERSION = 3
 #: The value of a checklist row whose key is stored by entry (codec.encode never gives '').
 _BY_ENTRY = ""
 _SCHEMA = """
@@ -72,7 +73,7 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, worker TEXT NOT NULL, module TEXT NOT NULL,
     args TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER, parent TEXT,
     launched REAL NOT NULL, finished REAL, exit_status INTEGER, outcome TEXT,
-    log_path TEXT NOT NULL DEFAULT '');
+    log_path TEXT NOT NULL DEFAULT '', handle TEXT);
 CREATE INDEX IF NOT EXISTS runs_launched ON runs (launched);
 CREATE TABLE IF NOT EXISTS race_groups (
     id INTEGER PRIMARY KEY, waiting TEXT NOT NULL, held TEXT NOT NULL);
@@ -105,6 +106,8 @@ class Run:
     exit_status: int | None = None
     outcome: str | None = None
     log_path: str = ""
+    #: How its launcher finds it again: ``{"launcher": "slurm", "job id": 42, ...}``.
+    handle: dict | None = attrs.field(default=None, eq=False)
 
 
 @attrs.define(eq=False)
@@ -125,6 +128,8 @@ def open_store(path: Path) -> Store:
     with transaction(store):
         for statement in filter(str.strip, _SCHEMA.split(";")):
             conn.execute(statement)
+        if "handle" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
+            conn.execute("ALTER TABLE runs ADD COLUMN handle TEXT")
         if get_meta(store, "schema") == "1":
             _store_mappings_by_entry(store)
         set_meta(store, "schema", str(SCHEMA_VERSION))
@@ -215,8 +220,12 @@ def add_run(store: Store, run: Run) -> None:
     )  # fmt: skip
 
 
-def set_run_pid(store: Store, run_id: str, pid: int) -> None:
-    store.conn.execute("UPDATE runs SET pid = ? WHERE run_id = ?", (pid, run_id))
+def set_run_pid(store: Store, run_id: str, pid: int | None, handle: dict | None = None) -> None:
+    """Record where a started run is: its pid (here, or remote) and its launcher's handle."""
+    store.conn.execute(
+        "UPDATE runs SET pid = COALESCE(?, pid), handle = COALESCE(?, handle) WHERE run_id = ?",
+        (pid, None if handle is None else json.dumps(handle), run_id),
+    )
 
 
 def finish_run(
@@ -256,12 +265,20 @@ def history(
 
 
 def _runs(store: Store, tail: str, params: tuple) -> list[Run]:
+    # A store of schema 2 that no manager has opened since has no handle column.
+    columns = {row[1] for row in store.conn.execute("PRAGMA table_info(runs)")}
+    handle = "handle" if "handle" in columns else "NULL"
     rows = store.conn.execute(
         "SELECT run_id, worker, module, args, host, pid, parent, launched, finished,"
-        f" exit_status, outcome, log_path FROM runs {tail}",
+        f" exit_status, outcome, log_path, {handle} FROM runs {tail}",
         params,
     )
-    return [Run(row[0], row[1], row[2], tuple(json.loads(row[3])), *row[4:]) for row in rows]
+    return [_run(row) for row in rows]
+
+
+def _run(row: tuple) -> Run:
+    handle = json.loads(row[12]) if row[12] else None
+    return Run(row[0], row[1], row[2], tuple(json.loads(row[3])), *row[4:12], handle)
 
 
 def save_groups(store: Store, groups: list[tuple[set[str], list[dict[str, Any]]]]) -> None:

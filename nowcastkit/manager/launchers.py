@@ -59,8 +59,9 @@ class Process(Protocol):
     def reported(self) -> None:
         """Its final message is in: look for its end soon."""
 
-    def last_output(self) -> tuple[str, list[str]] | None:
-        """Where its log is and its last lines, when not in the run's local log file."""
+    def crash_details(self) -> dict | None:
+        """What its crash message says of it beyond the local log (host, remote log and its
+        last lines, a job id, a reason), or None."""
 
 
 class Launcher(Protocol):
@@ -85,7 +86,7 @@ class LocalProcess:
     def reported(self) -> None:
         pass
 
-    def last_output(self) -> None:
+    def crash_details(self) -> None:
         return None
 
     def poll(self) -> tuple[bool, int | None]:
@@ -143,7 +144,7 @@ class WatchedPid:
     def reported(self) -> None:
         pass
 
-    def last_output(self) -> None:
+    def crash_details(self) -> None:
         return None
 
     def poll(self) -> tuple[bool, int | None]:

@@ -224,14 +224,17 @@ class Ledger:
         self.groups = tuple(from_record(*group) for group in st.load_groups(self.store))
         self.waiting = {run.run_id: run.worker for run in st.unfinished_runs(self.store)}
 
-    def record_started(self, started: dict[str, int], failed_ids: Iterable[str]) -> None:
-        """Runs now started (their pids) and runs that could not be started."""
-        failed_ids = list(failed_ids)
-        if not started and not failed_ids:
+    def record_started(
+        self, started: dict[str, int | None], failed_ids: Iterable[str],
+        handles: dict[str, dict] | None = None,
+    ) -> None:  # fmt: skip
+        """Runs now started (their pids, their launchers' handles) and runs that could not be."""
+        failed_ids, handles = list(failed_ids), handles or {}
+        if not started and not failed_ids and not handles:
             return
         with st.transaction(self.store):
-            for run_id, pid in started.items():
-                st.set_run_pid(self.store, run_id, pid)
+            for run_id in {**started, **handles}:
+                st.set_run_pid(self.store, run_id, started.get(run_id), handles.get(run_id))
             for run_id in failed_ids:
                 st.finish_run(self.store, run_id, "launch failed")
         for run_id in failed_ids:

@@ -191,8 +191,8 @@ class ManagerProcess:
         Remote pids learnt and runs that could not be started at all are recorded first.
         """
         ended = self.supervisor.tick(now)
-        located, unstarted = self.supervisor.news()
-        self.ledger.record_started(located, unstarted)
+        located, handles, unstarted = self.supervisor.news()
+        self.ledger.record_started(located, unstarted, handles)
         if ended:
             outcomes = self._commit(ended, decide_exit, replied=False) or []
             self.launch([launch for outcome in outcomes for launch in outcome.launches])

@@ -59,11 +59,17 @@ class Call:
     then: Callable[[int, str, str], None]
 
     @classmethod
-    def start(cls, argv: list[str], then: Callable[[int, str, str], None]) -> Call:
+    def start(
+        cls, argv: list[str], then: Callable[[int, str, str], None], stdin: str | None = None
+    ) -> Call:
+        """Run *argv* in a session of its own, *stdin* its input; *then* gets what it gave."""
         out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish)
-        popen = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
-        )
+        with tempfile.TemporaryFile() as given:
+            given.write((stdin or "").encode())
+            given.seek(0)
+            popen = subprocess.Popen(
+                argv, stdin=given, stdout=out, stderr=err, start_new_session=True
+            )
         return cls(popen, out, err, time.monotonic(), then)
 
     def finish(self, now: float) -> bool:
@@ -118,9 +124,10 @@ class RemoteRun:
         return "cancelled before it started" if failure is None else \
             f"{failure.reason}: {failure.message}"  # fmt: skip
 
-    def last_output(self) -> tuple[str, list[str]]:
+    def crash_details(self) -> dict:
         host = self.launcher.host
-        return f"{host.name}:{host.run_dir}/{self.run_id}.log", list(self.tail)
+        return {"host": host.name, "log": f"{host.name}:{host.run_dir}/{self.run_id}.log",
+                "last output": list(self.tail)}  # fmt: skip
 
 
 @attrs.define(eq=False)
@@ -134,8 +141,9 @@ class SshLauncher:
     polling: bool = False
     next_poll: float = 0.0
     looks: list[float] = attrs.field(factory=list)
-    #: Runs whose remote pid became known since the supervisor last asked.
-    located: dict[str, int] = attrs.field(factory=dict)
+    #: Runs whose remote pid became known since the supervisor last asked, with the handle
+    #: a later manager needs to find them again.
+    located: dict[str, tuple[int | None, dict]] = attrs.field(factory=dict)
 
     def start(self, worker: NextWorker, config: Config, run_id: str, log_path: Path) -> RemoteRun:
         run = RemoteRun(self, run_id, worker)
@@ -213,7 +221,7 @@ class SshLauncher:
         pid = ssh.parse_launch(out) if returncode == 0 else None
         if pid is not None:
             run.pid, run.state, run.failure = pid, RUNNING, None
-            self.located[run.run_id] = pid
+            self.located[run.run_id] = (pid, {"launcher": "ssh", "run dir": self.host.run_dir})
             log.info("%s worker run %s started on %s: pid %d",
                      run.worker.name, run.run_id, self.host.name, pid)  # fmt: skip
             if run.pending_signal is not None:

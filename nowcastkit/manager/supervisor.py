@@ -29,6 +29,7 @@ from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.errors import NowcastkitError
 from nowcastkit.hosts import remote_host
+from nowcastkit.manager.cluster import SlurmLauncher
 from nowcastkit.manager.decide import Ended, Launch
 from nowcastkit.manager.launchers import (
     Launcher,
@@ -81,8 +82,8 @@ class Supervisor:
     log_dir: Path
     launcher: Launcher = attrs.field(factory=LocalLauncher)
     active: dict[str, Running] = attrs.field(factory=dict)
-    #: The launcher of each host whose runs are detached over ssh.
-    remotes: dict[str, SshLauncher] = attrs.field(factory=dict)
+    #: The launcher of each host whose runs are detached over ssh or are Slurm jobs.
+    remotes: dict[str, SshLauncher | SlurmLauncher] = attrs.field(factory=dict)
     #: Runs that could not be started at all, since the manager last asked: id to reason.
     unstarted: dict[str, str] = attrs.field(factory=dict)
 
@@ -121,25 +122,26 @@ class Supervisor:
         if host == "localhost":
             return self.launcher
         entry = remote_host(self.config, host)
-        if entry.launcher != "ssh":
-            raise NowcastkitError(f"launcher {entry.launcher!r} for {host} is not available")
-        if not entry.detached:
+        if entry.launcher == "ssh" and not entry.detached:
             return self.launcher
+        kind = SlurmLauncher if entry.launcher == "slurm" else SshLauncher
         remote = self.remotes.get(host)
-        if remote is None:
+        if not isinstance(remote, kind):
             folder = st.state_paths(self.config)[0].parent
-            remote = self.remotes[host] = SshLauncher(entry, control_path(folder.absolute()))
+            remote = self.remotes[host] = kind(entry, control_path(folder.absolute()))
         remote.host = entry  # a reloaded config takes effect at the next call
         return remote
 
-    def news(self) -> tuple[dict[str, int], dict[str, str]]:
-        """The remote pids learnt, and the runs found impossible to start, since last asked."""
-        located = {}
+    def news(self) -> tuple[dict[str, int | None], dict[str, dict], dict[str, str]]:
+        """Since last asked: the remote pids learnt, with their launchers' handles (what a
+        later manager needs to find the runs again), and the runs found impossible to start."""
+        located, handles = {}, {}
         for remote in self.remotes.values():
-            located.update(remote.located)
+            for run_id, (pid, handle) in remote.located.items():
+                located[run_id], handles[run_id] = pid, handle
             remote.located.clear()
         unstarted, self.unstarted = self.unstarted, {}
-        return located, unstarted
+        return located, handles, unstarted
 
     def reported(self, run_id: str) -> None:
         """Run *run_id*'s final message is in; its launcher may want to see it exit."""
@@ -195,14 +197,20 @@ class Supervisor:
             launcher = self.launcher_for(run.host) if run.host != "localhost" else None
         except NowcastkitError:
             launcher = None
-        if not isinstance(launcher, SshLauncher):
+        if isinstance(launcher, SlurmLauncher):
+            process = launcher.adopt(run.run_id, worker, run.handle)
+        elif isinstance(launcher, SshLauncher):
+            process = launcher.adopt(run.run_id, worker, run.pid)
+        else:
             return False
-        process = launcher.adopt(run.run_id, worker, run.pid)
         log_path = self.log_dir / f"{worker.name}-{run.run_id}.log"
         self.active[run.run_id] = Running(
             run.run_id, worker, log_path, process, deadline(self.config, worker.name, run.launched)
         )
-        how = f"pid {run.pid}; watching it again" if run.pid else "no pid yet; launching it again"
+        job = (run.handle or {}).get("job id")
+        how = (f"job {job}; tracking it again" if job else
+               f"pid {run.pid}; watching it again" if run.pid else
+               "not known to have started; looking for it")  # fmt: skip
         log.info("%s worker run %s on %s: %s", worker.name, run.run_id, run.host, how)
         return True
 
@@ -264,10 +272,12 @@ def crash_message(running: Running, status: int | None) -> Message:
         payload["signal"] = signal.Signals(-status).name
     elif status is not None:
         payload["exit status"] = status
-    remote = running.process.last_output()
-    if remote is not None:
-        payload["host"] = running.worker.host
-        payload["log"], payload["last output"] = remote
+    details = running.process.crash_details()
+    if details is not None:
+        reason = details.pop("reason", None)
+        if reason and not running.timed_out:
+            payload["reason"] = reason
+        payload.update(details)
     elif running.log_path.name:
         payload["log"] = str(running.log_path)
         payload["last output"] = _tail(running.log_path)

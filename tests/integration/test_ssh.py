@@ -17,6 +17,7 @@ import attrs
 import pytest
 import yaml
 from conftest import base_config, wait_for
+from remote_runs import chain_across, echo_worker, ended, located, pids_of, unstarted
 
 from nowcastkit import NextWorker
 from nowcastkit import store as st
@@ -27,18 +28,6 @@ from nowcastkit.manager.supervisor import Supervisor
 pytestmark = pytest.mark.timeout(60)
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-
-#: The "remote" worker: writes what it was given, then exits as a worker that reported.
-ECHO_ARGS = """\
-import json, os, sys, time
-with open(os.environ["ECHO_TO"], "w") as f:
-    json.dump({"argv": sys.argv[1:], "run": os.environ.get("NOWCASTKIT_RUN_ID")}, f)
-print("echoed", flush=True)
-args = sys.argv[2:]
-if args[:1] == ["--sleep"]:
-    time.sleep(float(args[1]))
-sys.exit(int(args[1]) if args[:1] == ["--exit"] else 0)
-"""
 
 DANGEROUS = ["'; touch INJECTED; '", "$(touch INJECTED)", "`touch INJECTED`", "a b", "", "*"]
 
@@ -121,11 +110,7 @@ def _accepts(port: int) -> bool:
 @pytest.fixture
 def remote(tmp_path, sshd, monkeypatch):
     """A config whose host ``far`` is this machine reached through the fixture's sshd."""
-    (tmp_path / "echo_args.py").write_text(ECHO_ARGS)
-    envvars = tmp_path / "remote env"  # a space: the path must reach the shell quoted
-    envvars.write_text(
-        f"export PYTHONPATH='{tmp_path}'\nexport ECHO_TO='{tmp_path / 'echoed.json'}'\n"
-    )
+    envvars = echo_worker(tmp_path)
     raw = base_config(tmp_path)
     raw["message registry"]["workers"]["echo_args"] = {"crash": "crashed"}
     raw["run"] = {"enabled hosts": {"far": {
@@ -136,49 +121,6 @@ def remote(tmp_path, sshd, monkeypatch):
     (tmp_path / "nowcast.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(tmp_path)
     return load_config(tmp_path / "nowcast.yaml")
-
-
-def pids_of(run_id: str) -> list[int]:
-    """The local processes carrying *run_id* in their environment: here, the "remote" ones."""
-    marker = f"NOWCASTKIT_RUN_ID={run_id}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if marker in (proc / "environ").read_bytes().split(b"\0"):
-                    found.append(int(proc.name))
-            except OSError:
-                continue
-    return found
-
-
-def ended(supervisor: Supervisor, timeout: float = 30):
-    """Tick *supervisor* until one run ends; that run."""
-    [run] = wait_for(lambda: supervisor.tick(time.monotonic()), "a run to end", timeout)
-    return run
-
-
-def located(supervisor: Supervisor, *run_ids: str) -> list[int]:
-    """Tick until each run's remote pid is known; those pids."""
-    seen = {}
-
-    def look():
-        supervisor.tick(time.monotonic())
-        seen.update(supervisor.news()[0])
-        return all(run_id in seen for run_id in run_ids)
-
-    wait_for(look, f"the remote pids of {run_ids}", 20)
-    return [seen[run_id] for run_id in run_ids]
-
-
-def unstarted(supervisor: Supervisor, run_id: str, timeout: float = 20) -> str:
-    """Tick until *run_id* is found impossible to start; the reason."""
-
-    def look():
-        assert supervisor.tick(time.monotonic()) == []
-        return supervisor.news()[1].get(run_id)
-
-    return wait_for(look, f"run {run_id} to be given up", timeout)
 
 
 def far(config, **entry):
@@ -304,3 +246,12 @@ def test_validate_refuses_a_host_that_ssh_would_read_as_an_option(tmp_path):
     assert "run.enabled hosts.-oProxyCommand=touch INJECTED: got" in done.stdout
     assert "a host name cannot begin with '-'" in done.stdout
     assert not (tmp_path / "INJECTED").exists()
+
+
+def test_a_chain_crosses_to_the_other_host_and_back_through_the_manager(toy_system, sshd):
+    runs = chain_across(toy_system, "far", {"ssh host": "127.0.0.1", "ssh options": sshd.options})
+    awaken, sleep = runs
+    assert (sleep["host"], sleep["outcome"], awaken["host"]) == ("far", "success", "localhost")
+    assert awaken["parent"] == sleep["run"]
+    assert sleep["pid"] == int((toy_system.folder / "remote runs" / f"{sleep['run']}.pid")
+                               .read_text())  # fmt: skip

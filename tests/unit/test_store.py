@@ -186,7 +186,7 @@ def test_a_schema_1_store_loads_and_takes_merges(tmp_path):
     reader.conn.close()
 
     store = st.open_store(path)
-    assert st.get_meta(store, "schema") == str(st.SCHEMA_VERSION) == "2"
+    assert st.get_meta(store, "schema") == str(st.SCHEMA_VERSION) == "3"
     assert st.load_checklist(store) == expected
     with st.transaction(store):
         st.merge_checklist_entries(store, "files", {"c.nc": 3, "b.nc": 10})
@@ -255,3 +255,34 @@ def test_concurrent_writers_do_not_lose_records(tmp_path):
     count = s.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
     s.conn.close()
     assert count == 150
+
+
+# The runs table as schema 2 wrote it: no handle.
+_SCHEMA_2_RUNS = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema', '2');
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY, worker TEXT NOT NULL, module TEXT NOT NULL,
+    args TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER, parent TEXT,
+    launched REAL NOT NULL, finished REAL, exit_status INTEGER, outcome TEXT,
+    log_path TEXT NOT NULL DEFAULT '');
+INSERT INTO runs (run_id, worker, module, args, host, pid, launched)
+    VALUES ('r1', 'sleep', 'workers.sleep', '[]', 'localhost', 42, 1.0);
+"""
+
+
+def test_a_schema_2_store_is_read_as_it_is_then_keeps_launcher_handles(tmp_path):
+    path = tmp_path / "state.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA_2_RUNS)
+    conn.close()
+    reader = st.open_read_only(path)  # an operator tool, before the manager upgraded it
+    [run] = st.history(reader)
+    assert (run.run_id, run.pid, run.handle) == ("r1", 42, None)
+    reader.conn.close()
+    store = st.open_store(path)
+    with st.transaction(store):
+        st.set_run_pid(store, "r1", None, {"launcher": "slurm", "job id": 7})
+    [run] = st.unfinished_runs(store)
+    assert (run.pid, run.handle) == (42, {"launcher": "slurm", "job id": 7})
+    store.conn.close()
