@@ -221,10 +221,12 @@ def add_run(store: Store, run: Run) -> None:
 
 
 def set_run_pid(store: Store, run_id: str, pid: int | None, handle: dict | None = None) -> None:
-    """Record where a started run is: its pid (here, or remote) and its launcher's handle."""
+    """Record where a started run is: its pid (here, or remote) and its launcher's handle,
+    whose ``log`` (``host:path``) is where its log is kept."""
     store.conn.execute(
-        "UPDATE runs SET pid = COALESCE(?, pid), handle = COALESCE(?, handle) WHERE run_id = ?",
-        (pid, None if handle is None else json.dumps(handle), run_id),
+        "UPDATE runs SET pid = COALESCE(?, pid), handle = COALESCE(?, handle),"
+        " log_path = COALESCE(?, log_path) WHERE run_id = ?",
+        (pid, None if handle is None else json.dumps(handle), (handle or {}).get("log"), run_id),
     )
 
 

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         print("no runs match")
         return 0
     rows = [
-        [r.run_id, r.worker, " ".join(r.args), r.host, local_time(r.launched),
+        [r.run_id, r.worker, " ".join(r.args), _host(r), local_time(r.launched),
          local_time(r.finished), duration(r.finished and r.finished - r.launched), outcome(r),
          log_file(config, r) or "-"]
         for r in runs
@@ -104,10 +104,17 @@ def log_file(config: Config, r: st.Run) -> str:
     return str(Path(st.state_paths(config)[1]) / f"{r.worker}-{r.run_id}.log")
 
 
+def _host(r: st.Run) -> str:
+    """The host, and the Slurm job the run was there: ``nibi job 17``."""
+    job = (r.handle or {}).get("job id")
+    return r.host if job is None else f"{r.host} job {job}"
+
+
 def as_dict(config: Config, r: st.Run) -> dict:
     return {
         "run": r.run_id, "worker": r.worker, "module": r.module, "args": list(r.args),
         "host": r.host, "pid": r.pid, "parent": r.parent, "started": iso(r.launched),
         "finished": iso(r.finished), "seconds": r.finished and round(r.finished - r.launched, 3),
         "outcome": outcome(r), "exit status": r.exit_status, "log": log_file(config, r) or None,
+        "job id": (r.handle or {}).get("job id"),
     }  # fmt: skip

@@ -200,12 +200,19 @@ def _render_manager(manager: dict) -> list[str]:
         return lines
     lines.append("workers running now:")
     rows = [
-        [r["worker"], " ".join(r["args"]), r["host"], r["pid"],
+        [r["worker"], " ".join(r["args"]), r["host"], _where(r),
          duration(time.time() - r["launched"]) if r["launched"] else "?", r["run"]]
         for r in manager["running"]
     ]  # fmt: skip
     lines.append(table(["WORKER", "ARGS", "HOST", "PID", "RUNNING FOR", "RUN"], rows, indent="  "))
     return lines
+
+
+def _where(run: dict) -> str:
+    """A pid, or a Slurm job and its state (``job 17 RUNNING``); ``-`` while being started."""
+    if run.get("job id") is not None:
+        return f"job {run['job id']} {run.get('slurm state') or 'submitted'}"
+    return "-" if run["pid"] is None else str(run["pid"])
 
 
 def _clock(text: str | None) -> str:

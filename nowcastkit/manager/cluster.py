@@ -93,7 +93,7 @@ class SlurmJob:
 
     def handle(self) -> dict:
         return {"launcher": "slurm", "job id": self.job_id, "job name": slurm.job_name(self.run_id),
-                "submitted": self.submitted}  # fmt: skip
+                "submitted": self.submitted, "log": self.log}  # fmt: skip
 
 
 @attrs.define(eq=False)

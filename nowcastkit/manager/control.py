@@ -25,10 +25,12 @@ def status(ledger: Ledger, supervisor: Supervisor, facts: dict) -> dict:
     running = []
     for run_id, item in supervisor.active.items():
         record = launched.get(run_id)
+        remote = item.process.crash_details() or {}
         running.append({
             "run": run_id, "worker": item.worker.name, "module": item.worker.module,
             "args": list(item.worker.args), "host": item.worker.host, "pid": item.pid,
             "launched": record.launched if record else None, "by hand": item.by_hand,
+            "job id": remote.get("job id"), "slurm state": remote.get("slurm state") or None,
         })  # fmt: skip
     groups = [
         {"waiting": sorted(group.waiting), "held": [w.module for w in group.held]}

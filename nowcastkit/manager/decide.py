@@ -302,14 +302,17 @@ def decide_exit(ended: Ended, view: View) -> Outcome:
     exit_event = ("exit", name, {"run": ended.run_id, "pid": ended.pid, "status": ended.status})
     if ended.run_id not in view.waiting:
         how = "has exited" if ended.status is None else f"exited with status {ended.status}"
-        note = (_DEBUG, "%s worker run %s: worker process %d %s",
-                (name, ended.run_id, ended.pid, how))  # fmt: skip
+        where = _where(ended)
+        process = f"worker process {ended.pid}" if where == f"pid {ended.pid}" else where
+        note = (_DEBUG, "%s worker run %s: %s %s", (name, ended.run_id, process, how))
         return Outcome(crash, "", name, exited=ended, notes=(note,), events=(exit_event,))
-    how = crash.payload.get("signal") or f"exit status {crash.payload.get('exit status')}"
+    payload = crash.payload
+    how = payload.get("signal") or (
+        f"exit status {payload['exit status']}" if "exit status" in payload else "no exit status"
+    )
     notes: tuple[Note, ...] = (
-        (_ERROR,
-         "%s worker run %s (pid %d) ended without reporting (%s, %s); handling it as a crash",
-         (name, ended.run_id, ended.pid, crash.payload["reason"], how)),
+        (_ERROR, "%s worker run %s (%s) ended without reporting (%s, %s); handling it as a crash",
+         (name, ended.run_id, _where(ended), payload["reason"], how)),
     )  # fmt: skip
     events = (exit_event, ("crash", name, {"run": ended.run_id, "type": "crash",
                                            "payload": crash.payload}))  # fmt: skip
@@ -320,6 +323,15 @@ def decide_exit(ended: Ended, view: View) -> Outcome:
                        notes=notes, events=events)  # fmt: skip
     answered = {"source": name, "received": "crash", "events": events}
     return _outcome(crash, crash.id, view, ended.run_id, notes, answered, ended)
+
+
+def _where(ended: Ended) -> str:
+    """Where the run was: ``pid 4242``, ``pid 4242 on arbutus``, ``job 17 on nibi``."""
+    payload = ended.crash.payload
+    place = f" on {payload['host']}" if payload.get("host") else ""
+    if payload.get("job id") is not None:
+        return f"job {payload['job id']}{place}"
+    return f"pid {ended.pid}{place}" if ended.pid is not None else f"not started{place}"
 
 
 def decide_launch(request: dict, view: View) -> Outcome:

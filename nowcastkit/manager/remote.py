@@ -124,10 +124,13 @@ class RemoteRun:
         return "cancelled before it started" if failure is None else \
             f"{failure.reason}: {failure.message}"  # fmt: skip
 
-    def crash_details(self) -> dict:
+    @property
+    def log(self) -> str:
         host = self.launcher.host
-        return {"host": host.name, "log": f"{host.name}:{host.run_dir}/{self.run_id}.log",
-                "last output": list(self.tail)}  # fmt: skip
+        return f"{host.name}:{host.run_dir}/{self.run_id}.log"
+
+    def crash_details(self) -> dict:
+        return {"host": self.launcher.host.name, "log": self.log, "last output": list(self.tail)}
 
 
 @attrs.define(eq=False)
@@ -221,7 +224,7 @@ class SshLauncher:
         pid = ssh.parse_launch(out) if returncode == 0 else None
         if pid is not None:
             run.pid, run.state, run.failure = pid, RUNNING, None
-            self.located[run.run_id] = (pid, {"launcher": "ssh", "run dir": self.host.run_dir})
+            self.located[run.run_id] = (pid, {"launcher": "ssh", "log": run.log})
             log.info("%s worker run %s started on %s: pid %d",
                      run.worker.name, run.run_id, self.host.name, pid)  # fmt: skip
             if run.pending_signal is not None:

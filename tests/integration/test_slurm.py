@@ -193,3 +193,5 @@ def test_a_chain_runs_a_step_as_a_slurm_job_through_the_manager(slurm, toy_syste
     awaken, sleep = chain_across(toy_system, "hpc", {"launcher": "slurm"})
     assert (sleep["host"], sleep["outcome"], awaken["host"]) == ("hpc", "success", "localhost")
     assert awaken["parent"] == sleep["run"]
+    assert isinstance(sleep["job id"], int) and sleep["pid"] is None
+    assert sleep["log"] == f"hpc:{toy_system.folder}/remote runs/sleep-{sleep['run']}.log"

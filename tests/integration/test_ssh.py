@@ -253,5 +253,6 @@ def test_a_chain_crosses_to_the_other_host_and_back_through_the_manager(toy_syst
     awaken, sleep = runs
     assert (sleep["host"], sleep["outcome"], awaken["host"]) == ("far", "success", "localhost")
     assert awaken["parent"] == sleep["run"]
-    assert sleep["pid"] == int((toy_system.folder / "remote runs" / f"{sleep['run']}.pid")
-                               .read_text())  # fmt: skip
+    remote_runs = toy_system.folder / "remote runs"
+    assert sleep["pid"] == int((remote_runs / f"{sleep['run']}.pid").read_text())
+    assert sleep["log"] == f"far:{remote_runs}/{sleep['run']}.log"
