@@ -226,6 +226,7 @@ class Supervisor:
                     running.process.signal(signal.SIGTERM)
                 elif now >= running.term_sent + TERM_GRACE:
                     running.process.signal(signal.SIGKILL)
+                    running.term_sent = now  # again in TERM_GRACE, if it is still there
         ended = []
         for running in list(self.active.values()):
             if running.process.launch_failure is not None:

@@ -3,7 +3,9 @@
 import os
 import signal
 import time
+from pathlib import Path
 
+import attrs
 import pytest
 import yaml
 from conftest import base_config, wait_for
@@ -94,6 +96,40 @@ def test_deadline_terms_then_kills(setup, monkeypatch):
     payload = ended.crash.payload
     assert payload["reason"] == "timeout"
     assert payload["signal"] == "SIGKILL"  # it ignored SIGTERM
+
+
+@attrs.define
+class Unkillable:
+    """A run that outlives every signal: a remote one whose host stopped answering."""
+
+    pid: int | None = None
+    wakes: bool = True
+    launch_failure: None = None
+    signals: list = attrs.field(factory=list)
+
+    def poll(self):
+        return False, None
+
+    def signal(self, signum):
+        self.signals.append(signum)
+
+    def reported(self):
+        pass
+
+    def crash_details(self):
+        return None
+
+
+def test_a_run_that_outlives_its_kill_is_signalled_again_at_a_pace_not_in_a_spin(setup):
+    process = Unkillable()
+    now = time.monotonic()
+    setup.active["r9"] = sv.Running("r9", NextWorker("tiny"), Path(""), process, deadline=now)
+    for step in range(200):  # 20 simulated seconds of a loop woken every 0.1 s
+        setup.tick(now + step * 0.1)
+        assert setup.wake_at(now + step * 0.1) > now + step * 0.1
+    assert process.signals[0] == signal.SIGTERM
+    assert 3 <= process.signals.count(signal.SIGKILL) <= 4  # every TERM_GRACE (5 s)
+    del setup.active["r9"]
 
 
 def test_adopted_run_is_watched_by_pid_and_run_id(setup):

@@ -108,6 +108,13 @@ def test_deciding_touches_no_socket_store_process_file_or_clock():
     assert imported_by(PACKAGE / "race.py") & effects == set()
 
 
+@pytest.mark.parametrize("module", ["ssh.py", "slurm.py", "hosts.py"])
+def test_what_is_asked_of_other_hosts_is_built_and_read_without_running_anything(module):
+    """The remote lines and their parsers are values; only the launchers run them."""
+    effects = {"zmq", "sqlite3", "subprocess", "os", "socket", "time", "signal", "shutil"}
+    assert imported_by(PACKAGE / module) & effects == set()
+
+
 def test_only_the_manager_process_holds_the_whole_manager():
     """No other module takes the process's state: each owner gets what it owns."""
     users = sorted(
