@@ -15,7 +15,9 @@ meaning; the rest say how runs get there and how they are watched:
 - ``run dir``: where the remote side keeps each run's pid, status and log (default
   ``.nowcastkit/runs``, under the remote home);
 - ``poll interval``: seconds between the safety-net looks at the host's runs;
-- ``sbatch options``, ``pending timeout``: for ``launcher: slurm``.
+- ``sbatch options``, ``pending timeout``: for ``launcher: slurm``;
+- ``report``: ``broker`` (default), or ``file`` for Slurm compute nodes that cannot reach
+  the broker: the worker writes its final message to ``<run dir>/<run>.msg``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Host:
     poll_interval: float = 60.0
     sbatch_options: tuple[str, ...] = ()
     pending_timeout: float = DEFAULT_PENDING_TIMEOUT
+    report: str = "broker"
 
 
 def remote_host(config: Any, name: str) -> Host:
@@ -101,6 +104,9 @@ def remote_host(config: Any, name: str) -> Host:
     if not isinstance(detached, bool):
         raise bad("detached", detached, "true or false")
     envvars = entry.get("envvars")
+    report = entry.get("report", "broker")
+    if report not in ("broker", "file") or (report == "file" and launcher != "slurm"):
+        raise bad("report", report, "broker, or file with launcher: slurm")
     return Host(
         name=name,
         python=path("python", python),
@@ -114,4 +120,5 @@ def remote_host(config: Any, name: str) -> Host:
         poll_interval=seconds("poll interval", DEFAULT_POLL[launcher]),
         sbatch_options=strings("sbatch options"),
         pending_timeout=seconds("pending timeout", DEFAULT_PENDING_TIMEOUT),
+        report=report,
     )

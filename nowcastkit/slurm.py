@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import attrs
 
 from nowcastkit.hosts import Host
+from nowcastkit.worker import REPORT_FILE_ENV
 
 __all__ = [
     "ENDED",
@@ -38,6 +39,7 @@ __all__ = [
     "job_name",
     "job_script",
     "judge",
+    "message_path",
     "parse_query",
     "parse_submit",
     "query_line",
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 JOB_PREFIX = "nk-"
+
 #: The states of a job that has ended, and the crash reason each gives a run that did not
 #: report (FAILED and COMPLETED say it with the exit status).
 ENDED = {
@@ -75,10 +78,18 @@ def job_name(run_id: str) -> str:
     return f"{JOB_PREFIX}{run_id}"
 
 
-def job_script(host: Host, worker_args: Sequence[str]) -> str:
+def message_path(host: Host, run_id: str) -> str:
+    """Where a run on a ``report: file`` host leaves its final message."""
+    return f"{host.run_dir}/{run_id}.msg"
+
+
+def job_script(host: Host, worker_args: Sequence[str], run_id: str = "") -> str:
     """The batch script: source the host's ``envvars``, then exec the worker."""
     module_part, args = list(worker_args[:2]), list(worker_args[2:])
     lines = ["#!/bin/sh"]
+    if host.report == "file":
+        lines.append(f"{REPORT_FILE_ENV}={shlex.quote(message_path(host, run_id))}; "
+                     f"export {REPORT_FILE_ENV}")  # fmt: skip
     if host.envvars:
         lines.append(f". {shlex.quote(host.envvars)} || exit 126")
     lines.append("exec " + shlex.join([host.python, *module_part, host.config_file, *args]))

@@ -29,10 +29,13 @@ from nowcastkit.errors import ConfigError, MessageError, NowcastkitError, Worker
 from nowcastkit.message import Message, max_message_size
 from nowcastkit.worker_cli import CommandLineInterface
 
-__all__ = ["RUN_ID_ENV", "NowcastWorker"]
+__all__ = ["REPORT_FILE_ENV", "RUN_ID_ENV", "NowcastWorker"]
 
 #: Set by the manager in a worker it launches; the worker names its run in each message.
 RUN_ID_ENV = "NOWCASTKIT_RUN_ID"
+#: Set by the launcher for a run that cannot reach the broker (a Slurm host with
+#: ``report: file``): its final message is left in this file for the manager to fetch.
+REPORT_FILE_ENV = "NOWCASTKIT_REPORT_FILE"
 
 DEFAULT_REPLY_TIMEOUT = 30.0
 DEFAULT_RESEND_FOR = 600.0
@@ -112,6 +115,9 @@ class NowcastWorker:
     def tell_manager(self, msg_type: str, payload: Any = None) -> Message | None:
         """Send a message of a type registered for this worker; return the manager's reply."""
         msg, words = self._prepare(msg_type, payload)
+        if os.environ.get(REPORT_FILE_ENV):
+            raise MessageError(f"{REPORT_FILE_ENV} is set: this run cannot reach the manager "
+                               f"and sends only its final message, by file")  # fmt: skip
         if self._parsed_args is not None and self._parsed_args.debug:
             self.logger.debug("debug mode: would have sent message: (%s) %s", msg_type, words)
             return None
@@ -162,7 +168,24 @@ class NowcastWorker:
                 raise
             self.logger.critical("%s", err)
             msg_type, checklist = "crash", None
+        path = os.environ.get(REPORT_FILE_ENV)
+        if path and not self._parsed_args.debug:
+            self._leave(path, *self._prepare(msg_type, checklist))
+            return None
         return self.tell_manager(msg_type, checklist)
+
+    def _leave(self, path: str, msg: Message, words: str) -> None:
+        """Write the final message to *path* atomically, for the manager to fetch."""
+        new = f"{path}.new"
+        try:
+            with open(new, "w") as f:
+                f.write(msg.serialize())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(new, path)
+        except OSError as err:
+            raise MessageError(f"{REPORT_FILE_ENV}: cannot write {path}: {err}") from None
+        self.logger.debug("left message in %s: (%s) %s", path, msg.type, words)
 
     def _message(self, msg_type: str, payload: Any = None) -> Message:
         return Message(
@@ -194,6 +217,9 @@ class NowcastWorker:
 
     def _connect(self) -> None:
         if self._parsed_args.debug:
+            return
+        if os.environ.get(REPORT_FILE_ENV):
+            self.logger.info("reporting by file: %s", os.environ[REPORT_FILE_ENV])
             return
         import zmq
 

@@ -113,6 +113,8 @@ class SlurmLauncher:
     located: dict[str, tuple[None, dict]] = attrs.field(factory=dict)
     #: How many queries were made: the poll load, for the benchmarks and the tests.
     queries: int = 0
+    #: Final messages left in files by runs on a ``report: file`` host, not yet handled.
+    reports: list[str] = attrs.field(factory=list)
 
     def start(self, worker: NextWorker, config: Config, run_id: str, log_path: Path) -> SlurmJob:
         self.config = config
@@ -186,7 +188,8 @@ class SlurmLauncher:
         job.state = SUBMITTING
         timeout = _timeout(self.config, job.worker.name)
         argv = slurm.sbatch_argv(self.host, job.run_id, job.worker.name, timeout)
-        script = slurm.job_script(self.host, ["-m", job.worker.module, *job.worker.args])
+        args = ["-m", job.worker.module, *job.worker.args]
+        script = slurm.job_script(self.host, args, job.run_id)
         line = f"mkdir -p -- {shlex.quote(self.host.run_dir)} && {shlex.join(argv)}"
         self._run(["sh", "-c", line],
                   lambda code, out, err: self._submitted(job, code, out, err), script)  # fmt: skip
@@ -257,12 +260,22 @@ class SlurmLauncher:
         if seen is None:
             job.slurm_state = "(gone)"
         path = f"{self.host.run_dir}/{job.worker.name}-{job.run_id}.log"
+        line = shlex.join(["tail", "-n", str(ssh.TAIL_LINES), "--", path])
+        if self.host.report == "file":
+            message = shlex.quote(slurm.message_path(self.host, job.run_id))
+            line += f"; echo {_MESSAGE_MARK}; cat -- {message} 2>/dev/null"
 
-        def tailed(returncode: int, out: str, err: str) -> None:
-            job.tail = tuple(out.splitlines()[-ssh.TAIL_LINES :]) if returncode == 0 else ()
+        def fetched(returncode: int, out: str, err: str) -> None:
+            tail, _, message = out.partition(f"{_MESSAGE_MARK}\n")
+            job.tail = tuple(tail.splitlines()[-ssh.TAIL_LINES :])
+            if message.strip():
+                self.reports.append(message)
             job.state = ENDED
 
-        self._run(["tail", "-n", str(ssh.TAIL_LINES), "--", path], tailed)
+        self._run(["sh", "-c", line], fetched)
+
+
+_MESSAGE_MARK = "nowcastkit message"
 
 
 def _timeout(config: Config | None, name: str) -> float | None:

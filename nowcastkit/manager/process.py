@@ -188,11 +188,15 @@ class ManagerProcess:
     def tend(self, now: float) -> None:
         """Hand the runs that ended back through decide_exit; start what they lead to.
 
-        Remote pids learnt and runs that could not be started at all are recorded first.
+        Remote pids learnt and runs that could not be started at all are recorded first,
+        then the final messages runs left in files are handled as if they had been sent.
         """
         ended = self.supervisor.tick(now)
         located, handles, unstarted = self.supervisor.news()
         self.ledger.record_started(located, unstarted, handles)
+        reports = self.supervisor.take_reports()
+        if reports:  # before the runs' ends: a run that left its message did report
+            self.launch(self.answer([[text.encode()] for text in reports])[1])
         if ended:
             outcomes = self._commit(ended, decide_exit, replied=False) or []
             self.launch([launch for outcome in outcomes for launch in outcome.launches])

@@ -143,6 +143,15 @@ class Supervisor:
         unstarted, self.unstarted = self.unstarted, {}
         return located, handles, unstarted
 
+    def take_reports(self) -> list[str]:
+        """Final messages runs left in files (``report: file``), to be handled as if sent."""
+        reports = []
+        for remote in self.remotes.values():
+            if isinstance(remote, SlurmLauncher):
+                reports += remote.reports
+                remote.reports.clear()
+        return reports
+
     def reported(self, run_id: str) -> None:
         """Run *run_id*'s final message is in; its launcher may want to see it exit."""
         running = self.active.get(run_id)

@@ -195,3 +195,12 @@ def test_a_chain_runs_a_step_as_a_slurm_job_through_the_manager(slurm, toy_syste
     assert awaken["parent"] == sleep["run"]
     assert isinstance(sleep["job id"], int) and sleep["pid"] is None
     assert sleep["log"] == f"hpc:{toy_system.folder}/remote runs/sleep-{sleep['run']}.log"
+
+
+def test_a_job_that_cannot_reach_the_broker_reports_by_file(slurm, toy_system):
+    """``report: file``: the worker leaves its message in the run dir; the manager fetches it
+    when the job ends, and it is handled once, as if it had been sent."""
+    awaken, sleep = chain_across(toy_system, "hpc", {"launcher": "slurm", "report": "file"})
+    assert (sleep["outcome"], awaken["parent"]) == ("success", sleep["run"])
+    log = (toy_system.folder / "remote runs" / f"sleep-{sleep['run']}.log").read_text()
+    assert "reporting by file" in log and "connected to" not in log

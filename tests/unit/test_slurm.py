@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 
+import attrs
 import pytest
 
 from nowcastkit import slurm
@@ -96,3 +97,11 @@ def test_a_submit_that_may_have_gone_through_is_told_from_a_refusal():
     refused = "sbatch: error: Batch job submission failed: Invalid partition name specified"
     assert slurm.submit_failure(1, refused) == (refused, False)
     assert slurm.submit_failure(255, "Connection closed by 10.0.0.1 port 22")[1]
+
+
+def test_a_report_file_host_tells_the_worker_where_to_leave_its_message():
+    host = attrs.evolve(HOST, report="file")
+    lines = slurm.job_script(host, ["-m", "pkg.run"], "4f1c").splitlines()
+    assert (
+        lines[1] == "NOWCASTKIT_REPORT_FILE=/scratch/runs/4f1c.msg; export NOWCASTKIT_REPORT_FILE"
+    )

@@ -67,6 +67,7 @@ def test_a_shared_connection_lives_in_the_control_path_given():
         ("arbutus", {"detached": "yes"}, "run.enabled hosts.arbutus.detached"),
         ("arbutus", {"run dir": None}, "run.enabled hosts.arbutus.run dir"),
         ("arbutus", {"sbatch options": "--nodes=4"}, "run.enabled hosts.arbutus.sbatch options"),
+        ("arbutus", {"report": "file"}, "run.enabled hosts.arbutus.report"),
         ("hpc", None, "run.enabled hosts.hpc"),
     ],
 )
