@@ -29,7 +29,16 @@ from nowcastkit.worker_cli import CommandLineInterface
 # The worker command line, importable from here as it was in the reference design.
 __all__ = ["CommandLineInterface", "config_argument", "main"]
 
-_SUBCOMMANDS = ("status", "monitor", "checklist", "history", "launch", "timeline", "validate")
+_SUBCOMMANDS = (
+    "status",
+    "monitor",
+    "checklist",
+    "history",
+    "launch",
+    "cancel",
+    "timeline",
+    "validate",
+)
 
 
 def config_argument(parser: argparse.ArgumentParser) -> None:

@@ -127,13 +127,17 @@ def describe(event: dict) -> str:
     if kind == "launch":
         command = " ".join([event["module"], *event["args"]])
         parent = f", after run {event['parent']}" if event.get("parent") else ""
-        return f"{command} on {event['host']}: run {event['run']}, pid {event['pid']}{parent}"
+        pid = "" if event.get("pid") is None else f", pid {event['pid']}"
+        return f"{command} on {event['host']}: run {event['run']}{pid}{parent}"
     if kind == "exit":
         status = "unknown" if event["status"] is None else event["status"]
-        return f"run {event['run']}, pid {event['pid']}, exit status {status}"
+        pid = "" if event.get("pid") is None else f", pid {event['pid']}"
+        return f"run {event['run']}{pid}, exit status {status}"
     if kind == "crash":
         payload = event["payload"]
-        how = payload.get("signal") or f"exit status {payload.get('exit status')}"
+        status = payload.get("exit status")
+        how = payload.get("signal") or ("no exit status" if status is None else
+                                        f"exit status {status}")  # fmt: skip
         return f"run {event['run']}: {payload.get('reason')} ({how})"
     if kind == "group opened":
         return f"race group waiting for {', '.join(event['waiting'])}"

@@ -2,10 +2,11 @@
 
     ask(control_endpoint(config), {"command": "status"})   # pid, start, runs, race groups
     ask(control_endpoint(config), {"command": "checklist", "keys": ["sleepyhead"]})
+    ask(control_endpoint(config), {"command": "cancel", "run": "4f1c…", "by": "ops"})
 
 Requests and replies are small YAML mappings; every reply has ``ok``. ``ping``
-and ``launch`` are answered in :mod:`nowcastkit.manager.process`; these only
-read the committed state and the runs going now.
+and ``launch`` are answered in :mod:`nowcastkit.manager.process`; these read the
+committed state and the runs going now, and ``cancel`` stops one of them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from nowcastkit import store as st
 from nowcastkit.manager.ledger import Ledger
 from nowcastkit.manager.supervisor import Supervisor
 
-__all__ = ["checklist", "status"]
+__all__ = ["cancel", "checklist", "status"]
 
 
 def status(ledger: Ledger, supervisor: Supervisor, facts: dict) -> dict:
@@ -52,3 +53,19 @@ def checklist(checklist: Mapping, request: dict) -> dict:
         return {"ok": False, "error": f"checklist has no key {missing[0]!r}"}
     chosen = {key: checklist[key] for key in keys} if keys else checklist
     return {"ok": True, "checklist": chosen}
+
+
+def cancel(supervisor: Supervisor, request: dict) -> dict:
+    """Stop a run going now; it ends as its worker's ``crash``, ``cancelled by ...``."""
+    run_id, by = request.get("run"), str(request.get("by") or "a control request")
+    if not isinstance(run_id, str):
+        return {"ok": False, "error": f"run: got {run_id!r}, expected a run id"}
+    matches = [known for known in supervisor.active if known.startswith(run_id)] if run_id else []
+    if len(matches) != 1:
+        how = "no run going now" if not matches else f"{len(matches)} runs going now"
+        return {"ok": False, "error": f"{how} matches {run_id!r}"}
+    running = supervisor.cancel(matches[0], by)
+    if running is None:
+        return {"ok": False, "error": f"run {matches[0]} was started by hand; stop it there"}
+    return {"ok": True, "run": running.run_id, "worker": running.worker.name,
+            "host": running.worker.host}  # fmt: skip

@@ -241,6 +241,8 @@ class ManagerProcess:
                 return _FAILED
             self.launch(list(outcomes[0].launches))
             return outcomes[0].reply
+        if command == "cancel":
+            return commands.cancel(self.supervisor, request)
         if command == "status":
             return commands.status(self.ledger, self.supervisor, self._facts())
         if command == "checklist":

@@ -68,6 +68,8 @@ class Running:
     timed_out: bool = False
     term_sent: float | None = None
     by_hand: bool = False
+    #: Who cancelled it (``nowcastkit cancel``), when someone did.
+    cancelled_by: str | None = None
 
     @property
     def pid(self) -> int | None:
@@ -152,6 +154,16 @@ class Supervisor:
                 remote.reports.clear()
         return reports
 
+    def cancel(self, run_id: str, by: str) -> Running | None:
+        """Stop run *run_id* as a deadline would (TERM, then KILL; scancel for a job)."""
+        running = self.active.get(run_id)
+        if running is None or running.by_hand:
+            return None
+        log.warning("cancelling %s worker run %s on %s, as %s asked",
+                    running.worker.name, run_id, running.worker.host, by)  # fmt: skip
+        running.cancelled_by, running.deadline = by, time.monotonic()
+        return running
+
     def reported(self, run_id: str) -> None:
         """Run *run_id*'s final message is in; its launcher may want to see it exit."""
         running = self.active.get(run_id)
@@ -229,7 +241,7 @@ class Supervisor:
             remote.tick(now)
         for running in self.active.values():
             if running.deadline is not None and now >= running.deadline:
-                running.timed_out = True
+                running.timed_out = running.cancelled_by is None
                 if running.term_sent is None:
                     running.term_sent = now
                     running.process.signal(signal.SIGTERM)
@@ -274,7 +286,9 @@ class Supervisor:
 def crash_message(running: Running, status: int | None) -> Message:
     """The ``crash`` message a run becomes when it ends without reporting."""
     payload: dict[str, Any] = {"run id": running.run_id, "pid": running.pid}
-    if running.timed_out:
+    if running.cancelled_by is not None:
+        payload["reason"] = f"cancelled by {running.cancelled_by}"
+    elif running.timed_out:
         payload["reason"] = "timeout"
     else:
         payload["reason"] = "exited without reporting to the manager"
@@ -285,7 +299,7 @@ def crash_message(running: Running, status: int | None) -> Message:
     details = running.process.crash_details()
     if details is not None:
         reason = details.pop("reason", None)
-        if reason and not running.timed_out:
+        if reason and not running.timed_out and running.cancelled_by is None:
             payload["reason"] = reason
         payload.update(details)
     elif running.log_path.name:

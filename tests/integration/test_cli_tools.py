@@ -52,6 +52,22 @@ def test_launch_refuses_an_unregistered_worker_and_a_silent_manager(running_syst
     assert result.stderr.startswith("nowcastkit launch: manager: no answer on tcp://127.0.0.1:")
 
 
+def test_cancel_stops_a_run_going_now_and_it_ends_as_a_crash(running_system):
+    reply = running_system.control({"command": "launch", "worker": "workers.sleep",
+                                    "args": ["--sleep-time", "60"]})  # fmt: skip
+    run_id = reply["run"]
+    wait_for(lambda: history(running_system)[0]["pid"], "the run's pid")
+    result = nowcastkit(running_system, "cancel", run_id[:6])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"manager is stopping sleep worker run {run_id} on localhost\n"
+    wait_for(lambda: running_system.checklist().get("sleepyhead", {}).get("reason")
+             == "cancelled by nowcastkit cancel", "the crash it became")  # fmt: skip
+    assert history(running_system)[0]["outcome"] == "crash"
+    again = nowcastkit(running_system, "cancel", run_id)
+    assert (again.returncode, again.stderr) == (
+        1, f"nowcastkit cancel: no run going now matches {run_id!r}\n")  # fmt: skip
+
+
 def test_history_shows_runs_with_outcomes_logs_and_filters(running_system):
     awaken, sleep = run_chain(running_system)
     # A worker that fails at its command line exits without reporting: a crash.

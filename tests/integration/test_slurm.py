@@ -204,3 +204,14 @@ def test_a_job_that_cannot_reach_the_broker_reports_by_file(slurm, toy_system):
     assert (sleep["outcome"], awaken["parent"]) == ("success", sleep["run"])
     log = (toy_system.folder / "remote runs" / f"sleep-{sleep['run']}.log").read_text()
     assert "reporting by file" in log and "connected to" not in log
+
+
+def test_a_cancelled_job_is_scancelled_and_says_who_cancelled_it(slurm, cluster_config, tmp_path):
+    supervisor = Supervisor(cluster_config, tmp_path / "runs")
+    run_on(supervisor, "s11", "--sleep", "60")
+    job = job_id(supervisor, "s11")
+    assert supervisor.cancel("s11", "ops") is not None
+    run = ended(supervisor)
+    assert (run.crash.payload["reason"], run.crash.payload["slurm state"]) == (
+        "cancelled by ops", "CANCELLED")  # fmt: skip
+    assert jobs_named(slurm, "s11") == [f"{job}|CANCELLED"]

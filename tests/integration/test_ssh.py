@@ -256,3 +256,13 @@ def test_a_chain_crosses_to_the_other_host_and_back_through_the_manager(toy_syst
     remote_runs = toy_system.folder / "remote runs"
     assert sleep["pid"] == int((remote_runs / f"{sleep['run']}.pid").read_text())
     assert sleep["log"] == f"far:{remote_runs}/{sleep['run']}.log"
+
+
+def test_a_cancelled_remote_run_loses_its_whole_process_group(remote, tmp_path):
+    supervisor = Supervisor(remote, tmp_path / "runs")
+    supervisor.start([Launch("r10", NextWorker("echo_args", ["--sleep", "60"], "far"))])
+    located(supervisor, "r10")
+    assert supervisor.cancel("r10", "ops") is not None
+    run = ended(supervisor)
+    assert (run.crash.payload["reason"], run.status) == ("cancelled by ops", -signal.SIGTERM)
+    wait_for(lambda: not pids_of("r10"), "nothing of the run left on the other host")
