@@ -28,7 +28,7 @@ import attrs
 from nowcastkit import slurm, ssh
 from nowcastkit.config import Config
 from nowcastkit.hosts import Host
-from nowcastkit.manager.remote import Call
+from nowcastkit.manager.calls import Pace
 from nowcastkit.next_worker import NextWorker
 
 __all__ = ["SlurmJob", "SlurmLauncher"]
@@ -104,10 +104,8 @@ class SlurmLauncher:
     control: str | None = None
     config: Config | None = None
     jobs: dict[str, SlurmJob] = attrs.field(factory=dict)
-    calls: list[Call] = attrs.field(factory=list)
+    pace: Pace = attrs.field(factory=Pace)
     querying: bool = False
-    next_poll: float = 0.0
-    looks: list[float] = attrs.field(factory=list)
     backoff: float = BACKOFF
     #: Runs whose job id became known since the supervisor last asked, with their handles.
     located: dict[str, tuple[None, dict]] = attrs.field(factory=dict)
@@ -134,25 +132,20 @@ class SlurmLauncher:
         return job
 
     def tick(self, now: float) -> None:
-        self.calls = [call for call in self.calls if not call.finish(now)]
-        for due in [t for t in self.looks if t <= now]:
-            self.looks.remove(due)
-            self.next_poll = min(self.next_poll, now)
+        due = self.pace.tick(now)
         waiting = [job for job in self.jobs.values() if job.state in (QUEUED, LOOKUP)]
-        if now < self.next_poll or not waiting or self.querying:
+        if not due or not waiting or self.querying:
             return
-        self.next_poll = now + self.host.poll_interval
+        self.pace.looked(now, self.host.poll_interval)
         self.querying, self.queries = True, self.queries + 1
         names = [slurm.job_name(job.run_id) for job in waiting]
         self._run(["sh", "-c", slurm.query_line(names)], self._queried)
 
     def wake_at(self, now: float) -> float | None:
-        if not self.jobs:
-            return None
-        return min([self.next_poll, *self.looks])
+        return self.pace.wake_at() if self.jobs else None
 
     def look_soon(self, now: float, after: tuple[float, ...]) -> None:
-        self.looks.extend(now + delay for delay in after)
+        self.pace.look_soon(now, after)
 
     def forget(self, run_id: str) -> None:
         self.jobs.pop(run_id, None)
@@ -182,7 +175,7 @@ class SlurmLauncher:
         if self.host.ssh_host is not None:
             line = argv[2] if argv[:2] == ["sh", "-c"] else shlex.join(argv)
             argv = ssh.ssh_argv(self.host, line, self.control)
-        self.calls.append(Call.start(argv, then, stdin))
+        self.pace.start(argv, then, stdin)
 
     def _submit(self, job: SlurmJob) -> None:
         job.state = SUBMITTING
@@ -229,7 +222,7 @@ class SlurmLauncher:
                 f"output cut short: {out[-200:]!r}"  # fmt: skip
             log.warning("could not query the jobs on %s: %s; trying again in %.0f s",
                         self.host.name, message, self.backoff)  # fmt: skip
-            self.next_poll = now + self.backoff
+            self.pace.looked(now, self.backoff)
             self.backoff = min(self.backoff * 2, self.host.poll_interval)
             return
         self.backoff = BACKOFF

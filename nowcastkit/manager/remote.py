@@ -16,79 +16,32 @@ at each poll until the run's deadline; one refused for an unknown host key is no
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 import attrs
 
 from nowcastkit import ssh
 from nowcastkit.config import Config
 from nowcastkit.hosts import Host
+from nowcastkit.manager.calls import Pace
 from nowcastkit.next_worker import NextWorker
 
-__all__ = ["Call", "RemoteRun", "SshLauncher", "control_path"]
+__all__ = ["RemoteRun", "SshLauncher", "control_path"]
 
 log = logging.getLogger("manager")
 
-#: Seconds an ssh call may take before it is killed (keep-alives end a frozen one first).
-CALL_LIMIT = 180.0
 #: Looks at a run's host this long after its final message, to see it exit.
 LOOKS_AFTER_REPORT = (0.5, 2.0, 8.0)
 #: The longest socket path ssh can make: sun_path less the suffix ssh adds while binding.
 _SOCKET_PATH_MAX = 108 - 1 - 17
 
 LAUNCHING, WAITING, RUNNING, ENDED, FAILED = "launching", "waiting", "running", "ended", "failed"
-
-
-@attrs.define(eq=False)
-class Call:
-    """One ssh call going on in the background."""
-
-    popen: subprocess.Popen
-    out: IO[bytes]
-    err: IO[bytes]
-    started: float
-    then: Callable[[int, str, str], None]
-
-    @classmethod
-    def start(
-        cls, argv: list[str], then: Callable[[int, str, str], None], stdin: str | None = None
-    ) -> Call:
-        """Run *argv* in a session of its own, *stdin* its input; *then* gets what it gave."""
-        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish)
-        with tempfile.TemporaryFile() as given:
-            given.write((stdin or "").encode())
-            given.seek(0)
-            popen = subprocess.Popen(
-                argv, stdin=given, stdout=out, stderr=err, start_new_session=True
-            )
-        return cls(popen, out, err, time.monotonic(), then)
-
-    def finish(self, now: float) -> bool:
-        """If the call has ended (or outlived CALL_LIMIT and is killed), hand on its output."""
-        returncode = self.popen.poll()
-        if returncode is None:
-            if now - self.started < CALL_LIMIT:
-                return False
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            returncode = self.popen.wait()
-            self.err.write(f"\nssh call killed after {CALL_LIMIT:.0f} s".encode())
-        texts = []
-        for stream in (self.out, self.err):
-            stream.seek(0)
-            texts.append(stream.read().decode(errors="replace"))
-            stream.close()
-        self.then(returncode, *texts)
-        return True
 
 
 @attrs.define(eq=False)
@@ -140,10 +93,8 @@ class SshLauncher:
     host: Host
     control: str | None = None
     runs: dict[str, RemoteRun] = attrs.field(factory=dict)
-    calls: list[Call] = attrs.field(factory=list)
+    pace: Pace = attrs.field(factory=Pace)
     polling: bool = False
-    next_poll: float = 0.0
-    looks: list[float] = attrs.field(factory=list)
     #: Runs whose remote pid became known since the supervisor last asked, with the handle
     #: a later manager needs to find them again.
     located: dict[str, tuple[int | None, dict]] = attrs.field(factory=dict)
@@ -166,13 +117,9 @@ class SshLauncher:
 
     def tick(self, now: float) -> None:
         """Hand on the calls that have ended; poll, and try failed launches again, when due."""
-        self.calls = [call for call in self.calls if not call.finish(now)]
-        for due in [t for t in self.looks if t <= now]:
-            self.looks.remove(due)
-            self.next_poll = min(self.next_poll, now)
-        if now < self.next_poll or not self.runs:
+        if not self.pace.tick(now) or not self.runs:
             return
-        self.next_poll = now + self.host.poll_interval
+        self.pace.looked(now, self.host.poll_interval)
         for run in self.runs.values():
             if run.state == WAITING:
                 self._launch(run)
@@ -182,12 +129,10 @@ class SshLauncher:
             self._call(ssh.poll_line(self.host, pids), self._polled)
 
     def wake_at(self, now: float) -> float | None:
-        if not self.runs:
-            return None
-        return min([self.next_poll, *self.looks])
+        return self.pace.wake_at() if self.runs else None
 
     def look_soon(self, now: float, after: tuple[float, ...] = LOOKS_AFTER_REPORT) -> None:
-        self.looks.extend(now + delay for delay in after)
+        self.pace.look_soon(now, after)
 
     def signal(self, run: RemoteRun, signum: int) -> None:
         if run.state == WAITING:
@@ -212,7 +157,7 @@ class SshLauncher:
         self.runs.pop(run_id, None)
 
     def _call(self, remote: str, then: Callable[[int, str, str], None]) -> None:
-        self.calls.append(Call.start(ssh.ssh_argv(self.host, remote, self.control), then))
+        self.pace.start(ssh.ssh_argv(self.host, remote, self.control), then)
 
     def _launch(self, run: RemoteRun) -> None:
         run.state = LAUNCHING
