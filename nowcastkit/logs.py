@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from nowcastkit.errors import ConfigError
 
-__all__ = ["configure", "configure_console", "file_handlers"]
+__all__ = ["configure", "configure_console", "file_handlers", "log_lines"]
 
 _CONSOLE_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 
@@ -115,3 +115,78 @@ def _watch_rotating_files() -> None:
             handler.close()
         logger.removeHandler(handler)
         logger.addHandler(replaced[id(handler)])
+
+
+def log_lines(logger: logging.Logger, lines: Iterable[tuple[int, str, tuple]]) -> None:
+    """Log each ``(level, format, args)`` as ``logger.log`` would, writing each stream once.
+
+    The records and the lines are those of one ``logger.log`` call each, in order. When
+    every handler they reach writes a stream (a plain StreamHandler, FileHandler or
+    WatchedFileHandler without filters), each handler formats its lines and writes them
+    with one write and one flush, not one of each per line: the manager logs a line or two
+    per message and announces a batch of messages at once. Any other set-up (filters, other
+    handlers, none at all) has each record go through ``logger.handle``.
+    """
+    lines = [line for line in lines if logger.isEnabledFor(line[0])]
+    if not lines:
+        return
+    caller = "(unknown file)", 0, "(unknown function)"
+    if logging._srcfile:  # the format shows the caller: the one who logs the lines
+        caller = logger.findCaller(False, 2)[:3]
+    fn, lno, func = caller
+    records = [
+        logger.makeRecord(logger.name, level, fn, lno, text, args, None, func)
+        for level, text, args in lines
+    ]
+    handlers = _stream_handlers(logger)
+    if handlers is None:
+        for record in records:
+            logger.handle(record)
+        return
+    for handler in handlers:
+        _emit_all(handler, [record for record in records if record.levelno >= handler.level])
+
+
+def _stream_handlers(logger: logging.Logger) -> list[logging.Handler] | None:
+    """The handlers a record of *logger* reaches, in order, if all of them write a stream."""
+    if logger.disabled or logger.filters:
+        return None
+    watched = getattr(sys.modules.get("logging.handlers"), "WatchedFileHandler", None)
+    plain = (logging.StreamHandler, logging.FileHandler, watched)
+    handlers, current = [], logger
+    while current is not None:
+        for handler in current.handlers:
+            if type(handler) not in plain or handler.filters:
+                return None
+            if isinstance(handler, logging.FileHandler) and handler.stream is None:
+                return None  # opened on its first record (delay=True): FileHandler.emit does it
+            handlers.append(handler)
+        current = current.parent if current.propagate else None
+    return handlers or None  # none: logging.lastResort, as logger.handle knows
+
+
+def _emit_all(handler: logging.Handler, records: list[logging.LogRecord]) -> None:
+    """StreamHandler.emit for each record, with one write and one flush for them all."""
+    if not records:
+        return
+    handler.acquire()
+    try:
+        texts = []
+        for record in records:
+            try:
+                texts.append(handler.format(record) + handler.terminator)
+            except RecursionError:  # as emit does
+                raise
+            except Exception:
+                handler.handleError(record)
+        if hasattr(handler, "reopenIfNeeded"):  # WatchedFileHandler: the file was rotated
+            handler.reopenIfNeeded()
+        try:
+            handler.stream.write("".join(texts))
+            handler.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            handler.handleError(records[-1])
+    finally:
+        handler.release()

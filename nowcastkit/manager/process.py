@@ -37,7 +37,7 @@ import attrs
 import yaml
 import zmq
 
-from nowcastkit import lifecycle
+from nowcastkit import lifecycle, logs
 from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.control import control_endpoint
@@ -264,13 +264,13 @@ class ManagerProcess:
         if outcomes is None:
             return None
         ledger.announce(time.monotonic())
+        # The batch's log lines in one go: one write per handler, not one per line.
+        logs.log_lines(log, [note for outcome in outcomes for note in outcome.notes])
         for outcome in outcomes:
             self._announce(outcome, replied)
         return outcomes
 
     def _announce(self, outcome: Outcome, replied: bool) -> None:
-        for level, text, args in outcome.notes:
-            log.log(level, text, *args)
         publish = self.events.publish
         for event, worker, fields in outcome.events:
             publish(event, worker, **fields)
