@@ -15,6 +15,7 @@ decimal point, no characters a YAML reader refuses. Anything else (dates,
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import yaml
@@ -35,6 +36,11 @@ def yaml_text(value: Any) -> str:
 
 def encode(value: Any) -> str:
     """*value* as text: JSON when :func:`fits_json`, else block YAML."""
+    kind = type(value)  # the commonest entries first, as json.dumps writes them
+    if kind is int:
+        return repr(value)
+    if kind is str and _fits_str(value):
+        return encode_basestring_ascii(value)
     if fits_json(value):
         return json.dumps(value)
     return yaml_text(value)
@@ -86,7 +92,12 @@ def decode_json(text: str | bytes) -> Any:
     """JSON *text* as YAML reads it: ``1e5`` and ``NaN`` stay strings; raises ValueError."""
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    return _READER.decode(text)
+    if text[:1] in _JSON_SPACE:  # JSONDecoder.decode, which also takes leading whitespace
+        return _READER.decode(text)
+    value, end = _READER.raw_decode(text)  # what decode does, without its two regex matches
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
+        return _READER.decode(text)  # raises "Extra data", as decode does
+    return value
 
 
 def _yaml_float(literal: str) -> float | str:
@@ -101,5 +112,6 @@ def _not_yaml(constant: str) -> Any:
     raise ValueError(f"{constant} is not a YAML value")
 
 
+_JSON_SPACE = " \t\n\r"
 # One reader for every call: json.loads builds a new one each time it is given hooks.
 _READER = json.JSONDecoder(parse_float=_yaml_float, parse_constant=_not_yaml)

@@ -143,7 +143,7 @@ def _split_result(source: str, result: Any) -> tuple[list, set]:
     must_finish: Any = set()
     if isinstance(result, tuple) and len(result) == 2:
         result, must_finish = result
-    if not isinstance(result, Sequence) or isinstance(result, str):
+    if type(result) is not list and (not isinstance(result, Sequence) or isinstance(result, str)):
         raise FlowError(
             "after_worker error",
             f"after_{source} returned {result!r}, expected a list of NextWorker",

@@ -82,9 +82,15 @@ class Message:
         for name, value in (("source", source), ("type", type)):
             if not isinstance(value, str):
                 raise MessageError(f"message {name}: got {value!r}, expected a string")
-        values = (host, id, payload, pid, run, source, type)
-        for name, value in zip(self.__slots__, values, strict=True):
-            object.__setattr__(self, name, value)
+        # One set per slot, written out: the manager makes a Message of every request.
+        put = object.__setattr__
+        put(self, "source", source)
+        put(self, "type", type)
+        put(self, "payload", payload)
+        put(self, "id", id)
+        put(self, "host", host)
+        put(self, "pid", pid)
+        put(self, "run", run)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"a Message cannot be changed: {name}")
@@ -140,15 +146,15 @@ class Message:
             raise MessageError(f"message is not valid YAML: {err}") from None
         if not isinstance(body, dict):
             raise MessageError(f"message is not a mapping: got {type(body).__name__}")
-        keys = body.keys()
-        if not keys >= _KEYS or not keys - _KEYS <= _EXTRA_KEYS.keys():
-            got = ", ".join(sorted(map(str, keys))) or "nothing"
+        others = body.keys() - _KEYS
+        if len(body) - len(others) != len(_KEYS) or not others <= _EXTRA_KEYS.keys():
+            got = ", ".join(sorted(map(str, body))) or "nothing"
             raise MessageError(
                 f"message keys: got {got}, expected payload, source, type "
                 "(and optionally host, id, pid, run)"
             )
         extras = {}
-        for key in keys - _KEYS:
+        for key in others:
             kind, value = _EXTRA_KEYS[key], body[key]
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise MessageError(f"message {key}: got {value!r}, expected {kind.__name__}")

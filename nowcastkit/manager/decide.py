@@ -289,10 +289,12 @@ def _outcome(
         modules = [worker.module for worker in group.held]
         notes += ((_INFO, "race condition resolved: releasing %s", (modules,)),)
         events += (("group released", msg.source, {"launching": modules}),)
-    launches = tuple(Launch(view.new_run_id(), worker, run_id) for worker in settled.launch)
-    return _reply(
-        "ack", launches=launches, groups=settled.groups if settled.changed else None,
-        notes=notes, events=events, **done, **answered,
+    launches = tuple([Launch(view.new_run_id(), worker, run_id) for worker in settled.launch])
+    reply, text = _PLAIN_REPLIES.get("ack") or _plain("ack")
+    return Outcome(
+        reply, text, answered["source"], key, answered["received"], change=change,
+        finished=run_id, exited=exited, launches=launches,
+        groups=settled.groups if settled.changed else None, notes=notes, events=events,
     )  # fmt: skip
 
 
