@@ -29,7 +29,7 @@ from zmq.utils.monitor import recv_monitor_message
 from nowcastkit import lifecycle
 from nowcastkit.config import Config
 from nowcastkit.message import max_message_size
-from nowcastkit.sockets import bind
+from nowcastkit.sockets import NOBLOCK, bind, send_frames
 
 __all__ = ["Relay", "bind_address", "main"]
 
@@ -77,7 +77,7 @@ class Relay:
         """Pass queued requests to the manager for as long as it takes them."""
         while self.backlog:
             try:
-                manager.send_multipart(self.backlog[0], flags=zmq.NOBLOCK)
+                send_frames(manager, self.backlog[0], NOBLOCK)
             except zmq.Again:  # no manager connected: a blocking send would stop the broker
                 return
             self.backlog.popleft()
@@ -140,7 +140,7 @@ def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWat
                 if reply is None:
                     log.debug("second reply to a request dropped")
                 else:
-                    workers.send_multipart(reply)
+                    send_frames(workers, reply)
             if events in ready:
                 event = recv_monitor_message(events)["event"]
                 if count := relay.requeue():

@@ -49,7 +49,7 @@ from nowcastkit.manager.ledger import Ledger, failed
 from nowcastkit.manager.supervisor import Supervisor
 from nowcastkit.message import Message
 from nowcastkit.next_worker import NextWorker
-from nowcastkit.sockets import bind
+from nowcastkit.sockets import NOBLOCK, bind, send_frames
 
 __all__ = ["BATCH_SIZE", "ManagerProcess", "main"]
 
@@ -180,7 +180,7 @@ class ManagerProcess:
         replies, launches = self.answer(requests)
         for envelope, reply in zip(envelopes, replies, strict=True):
             try:
-                self.workers.send_multipart([*envelope, b"", *reply], flags=zmq.NOBLOCK)
+                send_frames(self.workers, [*envelope, b"", *reply], NOBLOCK)
             except zmq.Again:  # broker gone: it resends the request, answered from the store
                 log.warning("broker not reachable; reply dropped, the request will come again")
         self.launch(launches)
