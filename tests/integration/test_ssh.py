@@ -1,22 +1,27 @@
-"""Workers on another host through a real OpenSSH server on loopback, started by the fixture."""
+"""Workers on another host through a real OpenSSH server on loopback, started by the fixture;
+and once across a real network boundary, the host a network namespace behind a veth pair."""
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
+import random
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
 import pytest
 import yaml
-from conftest import base_config, wait_for
+from conftest import REPO, base_config, wait_for
 from remote_runs import chain_across, echo_worker, ended, located, pids_of, unstarted
 
 from nowcastkit import NextWorker
@@ -58,31 +63,32 @@ class Sshd:
         return found
 
 
-@pytest.fixture
-def sshd(tmp_path):
-    """A real sshd on 127.0.0.1 that lets this user in with a key made for the test."""
+@contextlib.contextmanager
+def serving_ssh(folder: Path, address: str, port: int, prefix: Sequence[str] = ()):
+    """A real sshd on *address* that lets this user in with a key made for it; *prefix*
+    runs it some other way (``ip netns exec NS``). Its sessions are killed at the end."""
     if not os.path.exists(SSHD):
         pytest.fail("no sshd on this machine: bin/test installs Debian's openssh-server")
-    folder = tmp_path / "sshd"
     folder.mkdir()
     for name in ("host_key", "client_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / name)],
                        check=True, timeout=30)  # fmt: skip
     (folder / "authorized_keys").write_text((folder / "client_key.pub").read_text())
-    port = free_port()
     (folder / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host_key'}\n"
+        f"Port {port}\nListenAddress {address}\nHostKey {folder / 'host_key'}\n"
         f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPidFile {folder / 'sshd.pid'}\n"
         "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PermitRootLogin prohibit-password\nLogLevel ERROR\n"
     )
     host_key = (folder / "host_key.pub").read_text().split()
-    (folder / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+    known_as = address if port == 22 else f"[{address}]:{port}"  # as ssh looks it up
+    (folder / "known_hosts").write_text(f"{known_as} {host_key[0]} {host_key[1]}\n")
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
     with open(folder / "sshd.log", "wb") as log:
-        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")], stderr=log)
+        proc = subprocess.Popen([*prefix, SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
+                                stderr=log)  # fmt: skip
     try:
-        wait_for(lambda: _accepts(port) or proc.poll() is not None, "sshd listening")
+        wait_for(lambda: _accepts(address, port) or proc.poll() is not None, "sshd listening")
         assert proc.poll() is None, (folder / "sshd.log").read_text()
         yield Sshd(proc, port, folder, [
             "-F", "/dev/null", "-p", str(port), "-i", str(folder / "client_key"),
@@ -99,9 +105,16 @@ def sshd(tmp_path):
         proc.wait(10)
 
 
-def _accepts(port: int) -> bool:
+@pytest.fixture
+def sshd(tmp_path):
+    """A real sshd on 127.0.0.1 that lets this user in with a key made for the test."""
+    with serving_ssh(tmp_path / "sshd", "127.0.0.1", free_port()) as server:
+        yield server
+
+
+def _accepts(address: str, port: int) -> bool:
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        socket.create_connection((address, port), timeout=0.2).close()
     except OSError:
         return False
     return True
@@ -266,3 +279,113 @@ def test_a_cancelled_remote_run_loses_its_whole_process_group(remote, tmp_path):
     run = ended(supervisor)
     assert (run.crash.payload["reason"], run.status) == ("cancelled by ops", -signal.SIGTERM)
     wait_for(lambda: not pids_of("r10"), "nothing of the run left on the other host")
+
+
+IP = shutil.which("ip") or "/usr/sbin/ip"
+
+
+def ip(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([IP, *argv], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 or not check, f"ip {' '.join(argv)}: {done.stderr}"
+    return done
+
+
+@attrs.define
+class Namespace:
+    """A network namespace joined to this one by a veth pair, a /30 between the two ends."""
+
+    name: str
+    veth: str
+    #: The address of this side's end, and of the end inside the namespace.
+    here: str
+    there: str
+
+    def pids(self) -> list[int]:
+        return [int(pid) for pid in ip("netns", "pids", self.name, check=False).stdout.split()]
+
+
+def _free_subnet() -> ipaddress.IPv4Network:
+    """A /30 in 10.231.0.0/16 none of whose addresses this machine's addresses and routes
+    name (parallel runs of the suite each make their own)."""
+    taken = ip("-o", "-4", "addr").stdout + ip("-4", "route").stdout
+    for _ in range(100):
+        net = ipaddress.IPv4Network(f"10.231.{random.randrange(256)}.{random.randrange(64) * 4}/30")
+        if not any(str(address) in taken for address in net):
+            return net
+    raise AssertionError(f"no free /30 in 10.231.0.0/16:\n{taken}")
+
+
+@pytest.fixture
+def namespace():
+    """A network namespace of the test's own, ``lo`` up, a veth pair to this one; all of it,
+    and every process left inside, gone at the end."""
+    if not os.access(IP, os.X_OK):
+        pytest.fail("no ip on this machine: bin/system-packages installs Debian's iproute2")
+    tag = secrets.token_hex(4)
+    made = ip("netns", "add", f"nk-{tag}", check=False)
+    if made.returncode != 0:
+        if any(word in made.stderr for word in ("Permission denied", "Operation not permitted")):
+            pytest.skip(f"cannot make a network namespace here: {made.stderr.strip()}")
+        raise AssertionError(f"ip netns add nk-{tag}: {made.stderr}")
+    net = _free_subnet()
+    here, there = (str(address) for address in net.hosts())
+    ns = Namespace(f"nk-{tag}", f"nk{tag}h", here, there)
+    try:
+        ip("link", "add", ns.veth, "type", "veth", "peer", "name", f"nk{tag}n", "netns", ns.name)
+        ip("addr", "add", f"{here}/30", "dev", ns.veth)
+        ip("link", "set", ns.veth, "up")
+        ip("-n", ns.name, "addr", "add", f"{there}/30", "dev", f"nk{tag}n")
+        ip("-n", ns.name, "link", "set", f"nk{tag}n", "up")
+        ip("-n", ns.name, "link", "set", "lo", "up")
+        yield ns
+    finally:
+        try:
+            for pid in ns.pids():  # what sshd's sessions left: the detached runs
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: not ns.pids(), f"the processes in {ns.name} to die")
+        finally:
+            _delete(ns)
+
+
+def _delete(ns: Namespace) -> None:
+    ip("netns", "del", ns.name)
+    # The veth goes with the namespace, once the kernel has let go of it.
+    deadline = time.monotonic() + 5
+    while ip("link", "show", ns.veth, check=False).returncode == 0:
+        if time.monotonic() > deadline:
+            ip("link", "del", ns.veth, check=False)
+            break
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def sshd_there(tmp_path, namespace):
+    """A real sshd inside the namespace, on its end of the veth only."""
+    prefix = [IP, "netns", "exec", namespace.name]
+    with serving_ssh(tmp_path / "sshd-there", namespace.there, 22, prefix) as server:
+        yield server
+
+
+def test_a_chain_crosses_a_network_boundary_to_the_other_host_and_back(
+    toy_system, namespace, sshd_there
+):
+    """The far host is a network namespace: its worker reaches the broker across the veth,
+    at ``zmq.host``, the one address the broker binds."""
+    toy_system.config["zmq"]["host"] = namespace.here
+    folder = toy_system.folder
+    envvars = folder / "far env"
+    envvars.write_text(f"export PYTHONPATH='{REPO}'\n"
+                       f"readlink /proc/$$/ns/net >'{folder / 'far netns'}'\n")  # fmt: skip
+    runs = chain_across(toy_system, "far", {
+        "ssh host": namespace.there, "ssh options": sshd_there.options, "envvars": str(envvars),
+    })  # fmt: skip
+    awaken, sleep = runs
+    assert (sleep["host"], sleep["outcome"], awaken["host"]) == ("far", "success", "localhost")
+    assert awaken["parent"] == sleep["run"]
+    inside = f"net:[{os.stat(f'/run/netns/{namespace.name}').st_ino}]"
+    assert (folder / "far netns").read_text().strip() == inside != os.readlink("/proc/self/ns/net")
+    port = toy_system.config["zmq"]["ports"]["workers"]
+    log = (folder / "remote runs" / f"{sleep['run']}.log").read_text()
+    assert f"connected to {namespace.here} port {port}" in log
+    assert not _accepts("127.0.0.1", port)  # bound to the veth's address, not to loopback
