@@ -215,3 +215,50 @@ def test_a_cancelled_job_is_scancelled_and_says_who_cancelled_it(slurm, cluster_
     assert (run.crash.payload["reason"], run.crash.payload["slurm state"]) == (
         "cancelled by ops", "CANCELLED")  # fmt: skip
     assert jobs_named(slurm, "s11") == [f"{job}|CANCELLED"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_job_past_its_slurm_time_limit_ends_as_a_timeout(slurm, cluster_config, tmp_path):
+    """``--time=1`` and no registry timeout: Slurm's limit, not nowcastkit's deadline, ends
+    the job (slurmctld looks at time limits every 30 s, so 60 to 90 s after its start)."""
+    assert "timeout" not in cluster_config["message registry"]["workers"]["echo_args"]
+    supervisor = Supervisor(hpc(cluster_config, **{"sbatch options": ["--time=1"]}),
+                            tmp_path / "runs")  # fmt: skip
+    run_on(supervisor, "s13", "--sleep", "300")
+    starts(supervisor, "s13")
+    wait_for(lambda: pids_of("s13"), "the job to start")
+    started = time.monotonic()
+    run = ended(supervisor, 150)
+    assert time.monotonic() - started >= 55
+    payload = run.crash.payload
+    assert (payload["reason"], payload["slurm state"], run.status) == (
+        "slurm time limit", "TIMEOUT", None)  # fmt: skip
+    assert payload["last output"][0] == "echoed"
+    assert payload["last output"][-1].endswith(" DUE TO TIME LIMIT ***")  # slurmstepd's word
+    wait_for(lambda: not pids_of("s13"), "the job's processes to be gone", 40)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_a_node_that_stops_answering_fails_its_job(make_slurm, cluster_config, tmp_path):
+    """slurmd killed: after SlurmdTimeout the controller sets the node down and the job
+    NODE_FAIL, while its processes, out of slurmd's reach, go on until slurmd is back."""
+    cluster = make_slurm(slurmd_timeout=10)
+    supervisor = Supervisor(cluster_config, tmp_path / "runs")
+    run_on(supervisor, "s12", "--sleep", "300")
+    starts(supervisor, "s12")
+    wait_for(lambda: pids_of("s12"), "the job to start")
+    cluster.kill_slurmd()
+    killed = time.monotonic()
+    try:
+        run = ended(supervisor, 90)
+        took = time.monotonic() - killed
+    finally:
+        cluster.start_slurmd()
+    assert took >= 9  # not before SlurmdTimeout
+    payload = run.crash.payload
+    assert (payload["reason"], payload["slurm state"], run.status) == (
+        "NODE_FAIL", "NODE_FAIL", None)  # fmt: skip
+    assert jobs_named(cluster, "s12") == [f"{payload['job id']}|NODE_FAIL"]
+    wait_for(lambda: not pids_of("s12"), "slurmd back, the failed job's processes gone", 40)
