@@ -389,3 +389,20 @@ def test_a_chain_crosses_a_network_boundary_to_the_other_host_and_back(
     log = (folder / "remote runs" / f"{sleep['run']}.log").read_text()
     assert f"connected to {namespace.here} port {port}" in log
     assert not _accepts("127.0.0.1", port)  # bound to the veth's address, not to loopback
+
+
+def test_a_server_that_never_answers_is_a_launch_failure_within_connect_timeout(
+    remote, sshd, tmp_path
+):
+    remote["message registry"]["workers"]["echo_args"]["timeout"] = 4
+    options = ["-o", "ConnectTimeout=2", *sshd.options]
+    supervisor = Supervisor(far(remote, **{"ssh options": options}), tmp_path / "runs")
+    os.kill(sshd.popen.pid, signal.SIGSTOP)  # the kernel accepts; no banner ever comes
+    try:
+        started = time.monotonic()
+        supervisor.start([Launch("r11", NextWorker("echo_args", [], "far"))])
+        reason = unstarted(supervisor, "r11")
+    finally:
+        os.kill(sshd.popen.pid, signal.SIGCONT)
+    assert time.monotonic() - started < 12
+    assert reason.startswith("unreachable: ") and "timed out" in reason
