@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -123,3 +126,17 @@ def chain_across(system, host: str, entry: dict) -> list[dict]:
                     and all(r["finished"] for r in h) and h, "two finished runs", 20)  # fmt: skip
     assert (system.folder / "after_sleep.calls").read_text() == "success\n"
     return runs
+
+
+def stop_gently(pids: list[int], grace: float = 3.0) -> None:
+    """SIGTERM, then SIGKILL what is left after *grace*: a login shell killed outright can
+    leave its startup's lock files behind (pyenv's rehash lock hangs every later session)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

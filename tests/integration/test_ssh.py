@@ -22,7 +22,7 @@ import attrs
 import pytest
 import yaml
 from conftest import REPO, base_config, wait_for
-from remote_runs import chain_across, echo_worker, ended, located, pids_of, unstarted
+from remote_runs import chain_across, echo_worker, ended, located, pids_of, stop_gently, unstarted
 
 from nowcastkit import NextWorker
 from nowcastkit import store as st
@@ -98,9 +98,7 @@ def serving_ssh(folder: Path, address: str, port: int, prefix: Sequence[str] = (
     finally:
         # Its connections outlive it (each is a process of its own), and with them the
         # shared ssh connections of the client side: end them too.
-        for pid in Sshd(proc, port, folder, []).sessions():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        stop_gently(Sshd(proc, port, folder, []).sessions())
         proc.terminate()
         proc.wait(10)
 
@@ -340,9 +338,7 @@ def namespace():
         yield ns
     finally:
         try:
-            for pid in ns.pids():  # what sshd's sessions left: the detached runs
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            stop_gently(ns.pids())  # what sshd's sessions left: the detached runs
             wait_for(lambda: not ns.pids(), f"the processes in {ns.name} to die")
         finally:
             _delete(ns)
