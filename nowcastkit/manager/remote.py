@@ -17,9 +17,7 @@ at each poll until the run's deadline; one refused for an unknown host key is no
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,14 +30,12 @@ from nowcastkit.hosts import Host
 from nowcastkit.manager.calls import Pace
 from nowcastkit.next_worker import NextWorker
 
-__all__ = ["RemoteRun", "SshLauncher", "control_path"]
+__all__ = ["RemoteRun", "SshLauncher"]
 
 log = logging.getLogger("manager")
 
 #: Looks at a run's host this long after its final message, to see it exit.
 LOOKS_AFTER_REPORT = (0.5, 2.0, 8.0)
-#: The longest socket path ssh can make: sun_path less the suffix ssh adds while binding.
-_SOCKET_PATH_MAX = 108 - 1 - 17
 
 LAUNCHING, WAITING, RUNNING, ENDED, FAILED = "launching", "waiting", "running", "ended", "failed"
 
@@ -203,21 +199,3 @@ class SshLauncher:
             run = self.runs.get(run_id)
             if run is not None and run.state == RUNNING and state.ended:
                 run.state, run.status, run.tail = ENDED, state.status, state.tail
-
-
-def control_path(folder: Path) -> str | None:
-    """Where ssh keeps the shared connections: *folder*, or a private one in the temporary
-    folder when *folder*'s path is too long for a socket; None when neither can be had."""
-    if len(str(folder)) + len("/ssh-") + 40 <= _SOCKET_PATH_MAX:
-        return str(folder / "ssh-%C")
-    private = Path(tempfile.gettempdir()) / f"nowcastkit-{os.getuid()}"
-    try:
-        private.mkdir(mode=0o700, exist_ok=True)
-        info = private.lstat()
-    except OSError as err:
-        log.warning("ssh connections not shared: %s", err)
-        return None
-    if info.st_uid != os.getuid() or info.st_mode & 0o077 or not private.is_dir():
-        log.warning("ssh connections not shared: %s is not a private folder", private)
-        return None
-    return str(private / "%C")

@@ -39,9 +39,10 @@ from nowcastkit.manager.launchers import (
     find_pid,
     is_alive,
 )
-from nowcastkit.manager.remote import SshLauncher, control_path
+from nowcastkit.manager.remote import SshLauncher
 from nowcastkit.message import Message
 from nowcastkit.next_worker import NextWorker
+from nowcastkit.ssh import control_path
 
 __all__ = ["RECOVERY_GRACE", "TERM_GRACE", "Running", "Supervisor", "deadline"]
 
