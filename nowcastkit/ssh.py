@@ -5,7 +5,6 @@
     parse_launch(stdout)                                # the remote pid
     poll_line(host, {"4f1c…": 31337})                   # one look at every run there
     parse_poll(stdout)                                  # {"4f1c…": RemoteState(...)}
-    control_path(state_folder)                          # where shared connections live
 
 It runs the system's OpenSSH client, so the user's ``~/.ssh/config`` applies (ProxyJump,
 certificates, agents). ssh joins what follows the host into one string that the
@@ -25,12 +24,9 @@ without ``!``, so that csh and tcsh login shells pass them on unharmed.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shlex
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -44,7 +40,6 @@ __all__ = [
     "SSH_OPTIONS",
     "RemoteState",
     "SshFailure",
-    "control_path",
     "kill_line",
     "launch_line",
     "log_line",
@@ -63,8 +58,6 @@ SSH_OPTIONS = (
     "-o", "ServerAliveInterval=30",
     "-o", "ServerAliveCountMax=4",
 )  # fmt: skip
-#: The longest socket path ssh can make: sun_path less the suffix ssh adds while binding.
-_SOCKET_PATH_MAX = 108 - 1 - 17
 #: Lines of a run's remote log sent back with its end.
 TAIL_LINES = 20
 
@@ -254,21 +247,3 @@ def parse_failure(returncode: int, stderr: str) -> SshFailure:
     if returncode == 255:
         return SshFailure("unreachable", message, retry=True)
     return SshFailure("remote error", message, retry=False)
-
-
-def control_path(folder: Path) -> str | None:
-    """Where ssh keeps the shared connections: *folder*, or a private one in the temporary
-    folder when *folder*'s path is too long for a socket; None when neither can be had."""
-    if len(str(folder)) + len("/ssh-") + 40 <= _SOCKET_PATH_MAX:
-        return str(folder / "ssh-%C")
-    private = Path(tempfile.gettempdir()) / f"nowcastkit-{os.getuid()}"
-    try:
-        private.mkdir(mode=0o700, exist_ok=True)
-        info = private.lstat()
-    except OSError as err:
-        log.warning("ssh connections not shared: %s", err)
-        return None
-    if info.st_uid != os.getuid() or info.st_mode & 0o077 or not private.is_dir():
-        log.warning("ssh connections not shared: %s is not a private folder", private)
-        return None
-    return str(private / "%C")

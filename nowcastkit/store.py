@@ -47,6 +47,7 @@ __all__ = [
     "prune",
     "put_checklist",
     "record_message",
+    "runs_named",
     "save_groups",
     "set_meta",
     "set_run_pid",
@@ -264,6 +265,15 @@ def history(
         clauses.append("(outcome IS NULL OR outcome NOT LIKE 'success%') AND finished IS NOT NULL")
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     return _runs(store, f"{where} ORDER BY launched DESC", tuple(params))
+
+
+def runs_named(store: Store, prefix: str, limit: int = 10) -> list[Run]:
+    """The run whose id is *prefix*, else the runs whose ids begin with it (at most *limit*)."""
+    exact = _runs(store, "WHERE run_id = ?", (prefix,))
+    if exact or not prefix:
+        return exact
+    where = "WHERE substr(run_id, 1, ?) = ? ORDER BY launched DESC LIMIT ?"
+    return _runs(store, where, (len(prefix), prefix, limit))
 
 
 def _runs(store: Store, tail: str, params: tuple) -> list[Run]:

@@ -268,6 +268,15 @@ def running_system(toy_system: System):
     return toy_system
 
 
+@pytest.fixture
+def sshd(tmp_path: Path):
+    """A real sshd on 127.0.0.1 that lets this user in with a key made for the test."""
+    from sshd_server import free_port, serving_ssh
+
+    with serving_ssh(tmp_path / "sshd", "127.0.0.1", free_port()) as server:
+        yield server
+
+
 def _need_slurm() -> None:
     from slurm_cluster import missing_programs
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -102,11 +99,9 @@ def after_awaken(msg, config, checklist):
 """
 
 
-def chain_across(system, host: str, entry: dict) -> list[dict]:
-    """Run sleep on *host* (configured by *entry*) and awaken here, through a real manager;
-    the two runs as ``nowcastkit history`` shows them, once both have finished."""
-    from tests.integration.operator_tools import history
-
+def serve_across(system, host: str, entry: dict) -> None:
+    """Start *system*'s broker and manager, with *host* configured by *entry* and a flow in
+    which a good sleep (on any host) is followed by awaken here."""
     envvars = system.folder / "repo env"
     envvars.write_text(f"export PYTHONPATH='{REPO}'\n")
     system.config["run"] = {"enabled hosts": {host: {
@@ -118,6 +113,14 @@ def chain_across(system, host: str, entry: dict) -> list[dict]:
     system.write_next_workers(counted_chain(system.folder))
     system.start_broker()
     system.start_manager()
+
+
+def chain_across(system, host: str, entry: dict) -> list[dict]:
+    """Run sleep on *host* (configured by *entry*) and awaken here, through a real manager;
+    the two runs as ``nowcastkit history`` shows them, once both have finished."""
+    from tests.integration.operator_tools import history
+
+    serve_across(system, host, entry)
     reply = system.control({"command": "launch", "worker": "workers.sleep",
                             "args": ["--sleep-time", "0"], "host": host})  # fmt: skip
     assert reply["ok"], reply
@@ -126,17 +129,3 @@ def chain_across(system, host: str, entry: dict) -> list[dict]:
                     and all(r["finished"] for r in h) and h, "two finished runs", 20)  # fmt: skip
     assert (system.folder / "after_sleep.calls").read_text() == "success\n"
     return runs
-
-
-def stop_gently(pids: list[int], grace: float = 3.0) -> None:
-    """SIGTERM, then SIGKILL what is left after *grace*: a login shell killed outright can
-    leave its startup's lock files behind (pyenv's rehash lock hangs every later session)."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
-        time.sleep(0.05)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)

@@ -4,6 +4,7 @@
     nowcastkit monitor --worker sleep        # a live tap of the manager's events
     nowcastkit checklist sleepyhead          # the live checklist, or sections of it
     nowcastkit history --failed --since 2026-11-23
+    nowcastkit logs --follow 4f1c             # a run's log, here or on its host, as it grows
     nowcastkit launch workers.sleep --sleep-time 2
     nowcastkit timeline -o today.html        # a day's runs as a picture
     nowcastkit validate                      # is nowcast.yaml (and the flow) right?
@@ -30,15 +31,9 @@ from nowcastkit.worker_cli import CommandLineInterface
 __all__ = ["CommandLineInterface", "config_argument", "main"]
 
 _SUBCOMMANDS = (
-    "status",
-    "monitor",
-    "checklist",
-    "history",
-    "launch",
-    "cancel",
-    "timeline",
+    "status", "monitor", "checklist", "history", "logs", "launch", "cancel", "timeline",
     "validate",
-)
+)  # fmt: skip
 
 
 def config_argument(parser: argparse.ArgumentParser) -> None:

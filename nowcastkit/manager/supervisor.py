@@ -42,7 +42,7 @@ from nowcastkit.manager.launchers import (
 from nowcastkit.manager.remote import SshLauncher
 from nowcastkit.message import Message
 from nowcastkit.next_worker import NextWorker
-from nowcastkit.ssh import control_path
+from nowcastkit.ssh_connections import control_path
 
 __all__ = ["RECOVERY_GRACE", "TERM_GRACE", "Running", "Supervisor", "deadline"]
 

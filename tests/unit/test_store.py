@@ -60,6 +60,19 @@ def test_history_filters_by_time_and_failure(store):
     assert [r.run_id for r in st.history(store, failed=True)] == ["r2", "r1"]
 
 
+def test_a_run_is_found_by_its_id_or_a_prefix_of_it_that_is_its_alone(store):
+    now = time.time()
+    with st.transaction(store):
+        for i, run_id in enumerate(["ab12", "ab34", "ab", "c%_d"]):
+            st.add_run(store, st.Run(run_id, "sleep", "workers.sleep", launched=now + i))
+    assert [r.run_id for r in st.runs_named(store, "ab1")] == ["ab12"]
+    assert [r.run_id for r in st.runs_named(store, "ab")] == ["ab"]  # the whole id wins
+    assert [r.run_id for r in st.runs_named(store, "a")] == ["ab", "ab34", "ab12"]
+    assert [r.run_id for r in st.runs_named(store, "a", limit=2)] == ["ab", "ab34"]
+    assert st.runs_named(store, "c%") != [] and st.runs_named(store, "%") == []  # no LIKE
+    assert st.runs_named(store, "") == [] and st.runs_named(store, "zz") == []
+
+
 def test_race_groups_round_trip(store):
     groups = [({"a", "b"}, [{"module": "x", "args": [], "host": "localhost"}]), ({"c"}, [])]
     with st.transaction(store):
