@@ -139,7 +139,9 @@ class SlurmLauncher:
         self.pace.looked(now, self.host.poll_interval)
         self.querying, self.queries = True, self.queries + 1
         names = [slurm.job_name(job.run_id) for job in waiting]
-        self._run(["sh", "-c", slurm.query_line(names)], self._queried)
+        asked = {job.run_id for job in waiting}
+        self._run(["sh", "-c", slurm.query_line(names)],
+                  lambda code, out, err: self._queried(asked, code, out, err))  # fmt: skip
 
     def wake_at(self, now: float) -> float | None:
         return self.pace.wake_at() if self.jobs else None
@@ -213,7 +215,9 @@ class SlurmLauncher:
         if job.pending_signal is not None:
             self._cancel(job, "its deadline passed while it was submitted")
 
-    def _queried(self, returncode: int, out: str, err: str) -> None:
+    def _queried(self, asked: set[str], returncode: int, out: str, err: str) -> None:
+        """Act on the answer about the runs *asked* of; a job submitted while the query was
+        in flight is not in it, and is left for the next one (its looks are due)."""
         self.querying = False
         now = time.monotonic()
         found = slurm.parse_query(out) if returncode == 0 else None
@@ -226,7 +230,7 @@ class SlurmLauncher:
             self.backoff = min(self.backoff * 2, self.host.poll_interval)
             return
         self.backoff = BACKOFF
-        for job in list(self.jobs.values()):
+        for job in [job for job in self.jobs.values() if job.run_id in asked]:
             seen = found.get(slurm.job_name(job.run_id))
             if job.state == LOOKUP:
                 if seen is not None:

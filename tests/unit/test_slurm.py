@@ -7,12 +7,16 @@ no accounting database and no cgroups, so those cannot be produced there.
 from __future__ import annotations
 
 import shlex
+import time
+from pathlib import Path
 
 import attrs
 import pytest
 
-from nowcastkit import slurm
+from nowcastkit import NextWorker, slurm
+from nowcastkit.config import Config
 from nowcastkit.hosts import Host
+from nowcastkit.manager.cluster import SlurmLauncher
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -105,3 +109,38 @@ def test_a_report_file_host_tells_the_worker_where_to_leave_its_message():
     assert (
         lines[1] == "NOWCASTKIT_REPORT_FILE=/scratch/runs/4f1c.msg; export NOWCASTKIT_REPORT_FILE"
     )
+
+
+@attrs.define(eq=False)
+class Unrun(SlurmLauncher):
+    """A launcher whose commands are kept, to be answered by the test, instead of run."""
+
+    made: list = attrs.field(factory=list)
+
+    def _run(self, argv, then, stdin=None) -> None:
+        self.made.append((argv, then))
+
+    def answer(self, what: str, returncode: int = 0, out: str = "") -> None:
+        [call] = [call for call in self.made if what in " ".join(call[0])]
+        self.made.remove(call)
+        call[1](returncode, out, "")
+
+
+def test_a_job_submitted_while_a_query_is_in_flight_is_left_to_the_next_query():
+    launcher = Unrun(attrs.evolve(HOST, poll_interval=60.0))
+    config = Config({"message registry": {"workers": {}}}, Path("/sys/nowcast.yaml"))
+    launcher.start(NextWorker("a"), config, "r1", Path("/x"))
+    launcher.answer("nk-r1", out="1\n")
+    launcher.tick(time.monotonic())  # the first query: it asks about r1 alone
+    [(query, _)] = launcher.made
+    assert "nk-r1" in query[-1] and launcher.queries == 1
+    b = launcher.start(NextWorker("b"), config, "r2", Path("/x"))
+    launcher.answer("nk-r2", out="2\n")
+    launcher.answer("nowcastkit queried", out="nowcastkit squeue\n1|nk-r1|RUNNING|None|0|\n"
+                                              "nowcastkit queried\n")  # fmt: skip
+    assert b.state == "queued" and launcher.made == []  # neither judged gone, nor resubmitted
+    launcher.looks = []
+    launcher.next_poll = 0.0
+    launcher.tick(time.monotonic())
+    [(query, _)] = launcher.made
+    assert "nk-r1" in query[-1] and "nk-r2" in query[-1]
