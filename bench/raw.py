@@ -4,6 +4,7 @@
     python bench/raw.py echo PORT       # REP that answers every request with its body
     python bench/raw.py durable-echo PORT DB  # the same, each batch committed first
     python bench/raw.py chain PORT N OUT  # REP that replies, then starts the next worker
+                                        # (OUT.launch.json: how, e.g. over ssh or sbatch)
     python bench/raw.py worker CONFIG   # read the config, send one message, wait, exit
 
 None of this imports nowcastkit: it is what the same job costs with nothing but
@@ -75,23 +76,36 @@ def durable_echo(port: int, db: str) -> None:
 
 
 def chain(port: int, steps: int, out: str) -> None:
-    """Answer each worker's message, then start the next worker: the raw chain hop."""
+    """Answer each worker's message, then start the next worker: the raw chain hop.
+
+    A worker is ``python raw.py worker CONFIG`` here, or the argv in ``OUT.launch.json``
+    when there is one: the same worker started over ssh, or submitted with sbatch.
+    """
+    import json
+    import os
+
     import yaml
 
     context = zmq.Context()
     sock = context.socket(zmq.REP)
     sock.connect(f"tcp://127.0.0.1:{port}")
     config, stamps, children = out + ".config.yaml", [], []
-    children.append(subprocess.Popen([sys.executable, __file__, "worker", config]))
+    argv = [sys.executable, __file__, "worker", config]
+    if os.path.exists(out + ".launch.json"):
+        with open(out + ".launch.json") as f:
+            argv = json.load(f)
+    children.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL))
     while len(stamps) < steps:
         msg = yaml.load(sock.recv(), Loader=yaml.CSafeLoader)
         stamps.append(time.time())
         sock.send(yaml.dump({"source": "manager", "type": "ack", "payload": None},
                             Dumper=yaml.CSafeDumper).encode())  # fmt: skip
         if len(stamps) < steps and msg["type"] == "success":
-            children.append(subprocess.Popen([sys.executable, __file__, "worker", config]))
+            children.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL))
         for child in children:
             child.poll()
+    for child in children:  # an ssh client ends with its worker; sbatch at once
+        child.wait()
     with open(out, "w") as f:
         f.write("\n".join(map(repr, stamps)))
 

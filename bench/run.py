@@ -27,7 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import scenarios
+from bench import remote, scenarios
 from bench.system import REPO
 
 QUICK = {
@@ -40,6 +40,13 @@ QUICK = {
     "scheduler_seconds": 7.0,
     "kills": 2,
     "memory_messages": 5000,
+    "remote_steps": 4,
+    # The poll load, quick: 10 runs, a 1 s poll interval and the looks after a submit
+    # scaled by 0.1 (0.5, 1.5, 4.5 s), so that the steady state comes within seconds.
+    "poll_runs": 10,
+    "poll_interval": 1.0,
+    "poll_intervals": 3,
+    "poll_scale": 0.1,
 }
 FULL = {
     "seconds": 4.0,
@@ -51,6 +58,11 @@ FULL = {
     "scheduler_seconds": 21.0,
     "kills": 5,
     "memory_messages": 100_000,
+    "remote_steps": 20,
+    "poll_runs": 50,
+    "poll_interval": 5.0,
+    "poll_intervals": 6,
+    "poll_scale": 1.0,
 }
 
 
@@ -63,6 +75,11 @@ def measure(root: Path, p: dict) -> dict:
     figures["scheduler"] = scenarios.scheduler_lateness(root, p["scheduler_seconds"])
     figures["crash"] = scenarios.crash_detection(root, p["kills"])
     figures["memory"] = scenarios.memory(root, p["memory_messages"])
+    figures["ssh"] = remote.ssh_chain_hop(root, p["remote_steps"])
+    slurm = remote.slurm(root, p["remote_steps"], p["poll_runs"], p["poll_interval"],
+                         p["poll_intervals"], p["poll_scale"])  # fmt: skip
+    figures["slurm"] = slurm.get("chain", slurm)
+    figures["poll"] = slurm.get("poll", slurm)
     return figures
 
 
@@ -125,7 +142,28 @@ def rows(f: dict) -> list[Row]:
         row(f"manager RSS after {me['messages']:,} msgs", me["after_mib"], "MiB",
             me["before_mib"], "before"),
     ]  # fmt: skip
+    ssh, sl, po = (f.get(k, {"skipped": "not measured"}) for k in ("ssh", "slurm", "poll"))
+    if "skipped" not in ssh:
+        out += [
+            row("ssh chain hop", ssh["hop_ms"], "ms", ssh["raw_hop_ms"], "raw ssh worker"),
+            row("raw pyzmq worker hop over ssh", ssh["raw_hop_ms"], "ms"),
+        ]
+    if "skipped" not in sl:
+        out += [
+            row("slurm chain hop", sl["hop_ms"], "ms", sl["raw_hop_ms"], "raw sbatch worker"),
+            row("raw pyzmq worker hop by sbatch", sl["raw_hop_ms"], "ms"),
+            row("sbatch to job start", sl["sbatch_start_ms"], "ms"),
+        ]
+    if "skipped" not in po:
+        out.append(row(f"slurm queries per poll interval, {po['runs']} runs",
+                       po["queries_per_interval"], "query"))  # fmt: skip
     return out
+
+
+def skipped(f: dict) -> list[str]:
+    """One line for each remote figure not measured, saying why."""
+    names = {"ssh": "ssh chain hop", "slurm": "slurm chain hop", "poll": "slurm poll load"}
+    return [f"skipped: {names[k]}: {f[k]['skipped']}" for k in names if "skipped" in f.get(k, {})]
 
 
 def targets(f: dict) -> list[tuple[str, bool, str]]:
@@ -156,7 +194,22 @@ def targets(f: dict) -> list[tuple[str, bool, str]]:
         ("scheduler max <= 1 s", sc["max_ms"] <= 1000, f"{sc['max_ms']:.1f} ms"),
         ("crash detection <= 1 s", f["crash"]["max_ms"] <= 1000, f"{f['crash']['max_ms']:.0f} ms"),
         ("RSS within 10%", rss <= 1.10, f"{rss:.3f}x"),
+        *remote_targets(f),
     ]
+
+
+def remote_targets(f: dict) -> list[tuple[str, bool, str]]:
+    out = []
+    if "skipped" not in f.get("ssh", {"skipped": ""}):
+        hop = f["ssh"]["hop_ms"] / f["ssh"]["raw_hop_ms"]
+        out.append(("ssh chain hop <= 1.2x raw ssh worker", hop <= 1.2, f"{hop:.2f}x"))
+    if "skipped" not in f.get("slurm", {"skipped": ""}):
+        hop = f["slurm"]["hop_ms"] / f["slurm"]["raw_hop_ms"]
+        out.append(("slurm chain hop <= 1.2x raw sbatch worker", hop <= 1.2, f"{hop:.2f}x"))
+    if "skipped" not in f.get("poll", {"skipped": ""}):
+        rate = f["poll"]["queries_per_interval"]
+        out.append(("slurm queries per poll interval <= 1", rate <= 1.05, f"{rate:.2f}"))
+    return out
 
 
 def report(figures: dict) -> str:
@@ -166,6 +219,7 @@ def report(figures: dict) -> str:
         lines.append(
             f"{name:<52} {shown:>10} {unit:<6} {'' if ratio is None else f'{ratio:.2f}':>7}  {base}"
         )
+    lines += skipped(figures)
     lines.append("")
     lines.append("targets:")
     for name, met, value in targets(figures):

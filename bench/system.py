@@ -7,6 +7,7 @@ format let the scenarios read exact times from the outside.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -41,7 +42,8 @@ def after_step(msg, config, checklist):
         f.write(f"{time.time()!r} {msg.type} {msg.payload}\\n")
     n = msg.payload["n"] if isinstance(msg.payload, dict) else 0
     if msg.type == "success" and n < config["bench"]["steps"]:
-        return [NextWorker("step", args=[str(n + 1)])]
+        host = config["bench"].get("host", "localhost")
+        return [NextWorker("step", args=[str(n + 1)], host=host)]
     return []
 
 
@@ -272,9 +274,14 @@ class RawSystem:
             argv = [sys.executable, str(RAW), "echo", str(self.manager_port)]
         self.procs.append(spawn(argv, self.folder, "echo.log"))
 
-    def run_chain(self, steps: int, timeout: float = 120) -> list[float]:
+    def run_chain(
+        self, steps: int, timeout: float = 120, launch: list[str] | None = None
+    ) -> list[float]:
+        """The raw chain's stamps; *launch*: the argv that starts each worker (default: here)."""
         out = self.folder / "raw-hops.txt"
         Path(f"{out}.config.yaml").write_text(yaml.safe_dump({"port": self.workers_port}))
+        if launch is not None:
+            Path(f"{out}.launch.json").write_text(json.dumps(launch))
         argv = [sys.executable, str(RAW), "chain", str(self.manager_port), str(steps), str(out)]
         proc = spawn(argv, self.folder, "chain.log")
         proc.wait(timeout)

@@ -19,6 +19,12 @@ FIGURES = {
     "crash": {"median_ms", "max_ms"},
     "memory": {"before_mib", "after_mib"},
 }
+#: Measured where an sshd and a Slurm are installed (bin/system-packages); else skipped.
+REMOTE = {
+    "ssh": {"hop_ms", "raw_hop_ms"},
+    "slurm": {"hop_ms", "raw_hop_ms", "sbatch_start_ms"},
+    "poll": {"queries_per_interval"},
+}
 
 
 @pytest.mark.timeout(180)
@@ -36,6 +42,13 @@ def test_quick_bench_emits_every_figure(tmp_path):
         assert set(throughput[key]) >= {"msgs_per_s", "p50_ms", "p99_ms"}, key
         assert throughput[key]["msgs_per_s"] > 0, key
     for section, names in FIGURES.items():
+        for name in names:
+            value = figures[section][name]
+            assert isinstance(value, float) and not math.isnan(value), (section, name, value)
+    for section, names in REMOTE.items():
+        if "skipped" in figures[section]:
+            assert "skipped: " in done.stdout
+            continue
         for name in names:
             value = figures[section][name]
             assert isinstance(value, float) and not math.isnan(value), (section, name, value)
