@@ -130,6 +130,15 @@ def slurm_cluster() -> Iterator:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def guarded(measure, *args) -> dict:
+    """*measure*'s figures, or ``{"skipped": "failed: ..."}`` when it raised."""
+    try:
+        return measure(*args)
+    except Exception as err:  # any failure: this figure is not measured, the others are
+        first = (str(err).splitlines() or [""])[0][:200]
+        return {"skipped": f"failed: {type(err).__name__}: {first}"}
+
+
 def missing_sshd() -> str | None:
     if not os.access(SSHD, os.X_OK) or not shutil.which("ssh") or not shutil.which("ssh-keygen"):
         return "no sshd, ssh or ssh-keygen (bin/system-packages installs openssh-server)"
@@ -168,14 +177,20 @@ def _host_entry(folder: Path, **entry) -> dict:
     }
 
 
-def _hops(system: NowcastSystem, steps: int, host: str, per_hop: float) -> list[float]:
-    """Launch the chain's first worker on *host*; the stamps of its *steps* final messages."""
+def _hops(system: NowcastSystem, steps: int, host: str, stall: float = 20) -> list[float]:
+    """Launch the chain's first worker on *host*; the stamps of its *steps* final messages.
+
+    A hop takes a second or two; none for *stall* seconds is a chain stalled (a remote
+    login held up by something else on the machine, say): RuntimeError.
+    """
     system.control({"command": "launch", "worker": "step", "args": ["1"], "host": host})
     hops = system.folder / "hops.log"
-    deadline = time.monotonic() + 30 + steps * per_hop
-    while len(_lines(hops)) < steps:
+    seen, deadline = 0, time.monotonic() + stall
+    while (count := len(_lines(hops))) < steps:
+        if count > seen:
+            seen, deadline = count, time.monotonic() + stall
         if time.monotonic() > deadline:
-            raise RuntimeError(f"chain stalled after {len(_lines(hops))} hops")
+            raise RuntimeError(f"chain stalled after {count} hops: none for {stall:.0f} s")
         time.sleep(0.02)
     return [float(line.split()[0]) for line in _lines(hops)]
 
@@ -217,7 +232,7 @@ def ssh_chain_hop(root: Path, steps: int) -> dict:
         run = {"enabled hosts": {"far": host}}
         system = NowcastSystem(folder, bench={"steps": steps, "host": "far"}, run=run).start()
         try:
-            stamps = _hops(system, steps, "far", per_hop=5)
+            stamps = _hops(system, steps, "far")
         finally:
             system.stop()
         entry = remote_host(load_config(system.path), "far")
@@ -230,7 +245,9 @@ def ssh_chain_hop(root: Path, steps: int) -> dict:
                 + " && exec "
                 + shlex.join([sys.executable, "-m", "bench.raw", "worker", str(config)])
             )
-            raw_stamps = raw.run_chain(steps, launch=ssh.ssh_argv(entry, line, control))
+            raw_stamps = raw.run_chain(
+                steps, timeout=30 + 3 * steps, launch=ssh.ssh_argv(entry, line, control)
+            )
         finally:
             raw.stop()
             subprocess.run(["ssh", *options, "-o", f"ControlPath={control}", "-O", "exit",
@@ -252,10 +269,10 @@ def slurm(root: Path, steps: int, runs: int, interval: float, measure: int,
         return {"skipped": why}
     with slurm_cluster() as cluster:
         started = time.monotonic()
-        chain = slurm_chain_hop(root, steps)
+        chain = guarded(slurm_chain_hop, root, steps)
         chain["seconds"] = time.monotonic() - started
         started = time.monotonic()
-        load = poll_load(root, cluster, runs, interval, measure, scale)
+        load = guarded(poll_load, root, cluster, runs, interval, measure, scale)
         load["seconds"] = time.monotonic() - started
         return {"chain": chain, "poll": load, "cluster_start_s": cluster.started_in}
 
@@ -271,7 +288,7 @@ def slurm_chain_hop(root: Path, steps: int) -> dict:
     run = {"enabled hosts": {"hpc": _host_entry(folder, launcher="slurm")}}
     system = NowcastSystem(folder, bench={"steps": steps, "host": "hpc"}, run=run).start()
     try:
-        stamps = _hops(system, steps, "hpc", per_hop=10)
+        stamps = _hops(system, steps, "hpc")
     finally:
         system.stop()
     raw = RawSystem(root / "raw-slurm-chain")
@@ -283,7 +300,7 @@ def slurm_chain_hop(root: Path, steps: int) -> dict:
         launch = ["sbatch", "--parsable", "--no-requeue", "--job-name=raw-chain",
                   f"--output={raw.folder}/job-%j.log", "--open-mode=append",
                   f"--chdir={REPO}", str(script)]  # fmt: skip
-        raw_stamps = raw.run_chain(steps, launch=launch)
+        raw_stamps = raw.run_chain(steps, timeout=30 + 3 * steps, launch=launch)
     finally:
         raw.stop()
     starts = _sbatch_to_start(root / "sbatch-start", max(3, steps // 2))

@@ -75,9 +75,11 @@ def measure(root: Path, p: dict) -> dict:
     figures["scheduler"] = scenarios.scheduler_lateness(root, p["scheduler_seconds"])
     figures["crash"] = scenarios.crash_detection(root, p["kills"])
     figures["memory"] = scenarios.memory(root, p["memory_messages"])
-    figures["ssh"] = remote.ssh_chain_hop(root, p["remote_steps"])
-    slurm = remote.slurm(root, p["remote_steps"], p["poll_runs"], p["poll_interval"],
-                         p["poll_intervals"], p["poll_scale"])  # fmt: skip
+    # A remote figure that fails (an ssh login held up by something else on the machine,
+    # say) is reported as not measured, with why, rather than losing the whole table.
+    figures["ssh"] = remote.guarded(remote.ssh_chain_hop, root, p["remote_steps"])
+    slurm = remote.guarded(remote.slurm, root, p["remote_steps"], p["poll_runs"],
+                           p["poll_interval"], p["poll_intervals"], p["poll_scale"])  # fmt: skip
     figures["slurm"] = slurm.get("chain", slurm)
     figures["poll"] = slurm.get("poll", slurm)
     return figures

@@ -284,7 +284,12 @@ class RawSystem:
             Path(f"{out}.launch.json").write_text(json.dumps(launch))
         argv = [sys.executable, str(RAW), "chain", str(self.manager_port), str(steps), str(out)]
         proc = spawn(argv, self.folder, "chain.log")
-        proc.wait(timeout)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"raw chain not done within {timeout:.0f} s") from None
         return [float(line) for line in out.read_text().split()]
 
     def stop(self) -> None:
