@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import attrs
 
 from nowcastkit.hosts import Host
-from nowcastkit.worker import REPORT_FILE_ENV
+from nowcastkit.worker import REPORT_FILE_ENV, RUN_ID_ENV
 
 __all__ = [
     "ENDED",
@@ -84,9 +84,15 @@ def message_path(host: Host, run_id: str) -> str:
 
 
 def job_script(host: Host, worker_args: Sequence[str], run_id: str = "") -> str:
-    """The batch script: source the host's ``envvars``, then exec the worker."""
+    """The batch script: the run id in the environment, the host's ``envvars`` sourced,
+    then the worker exec'd.
+
+    The run id is set here rather than with ``--export=ALL,NOWCASTKIT_RUN_ID=…``: with a
+    variable in ``--export``, slurmd first runs the user's login shell, which took a job
+    1-2 s longer to start (measured, Slurm 22.05).
+    """
     module_part, args = list(worker_args[:2]), list(worker_args[2:])
-    lines = ["#!/bin/sh"]
+    lines = ["#!/bin/sh", f"{RUN_ID_ENV}={shlex.quote(run_id)}; export {RUN_ID_ENV}"]
     if host.report == "file":
         lines.append(f"{REPORT_FILE_ENV}={shlex.quote(message_path(host, run_id))}; "
                      f"export {REPORT_FILE_ENV}")  # fmt: skip
@@ -101,7 +107,6 @@ def sbatch_argv(host: Host, run_id: str, worker: str, timeout: float | None) -> 
     argv = [
         "sbatch", "--parsable", "--no-requeue", f"--job-name={job_name(run_id)}",
         f"--output={host.run_dir}/{worker}-{run_id}.log", "--open-mode=append",
-        f"--export=ALL,NOWCASTKIT_RUN_ID={run_id}",
     ]  # fmt: skip
     if timeout:
         argv.append(f"--time={max(1, math.ceil(timeout / 60))}")

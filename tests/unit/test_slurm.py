@@ -30,15 +30,16 @@ def test_sbatch_names_the_job_for_its_run_and_never_requeues_it():
     assert argv == [
         "sbatch", "--parsable", "--no-requeue", "--job-name=nk-4f1c",
         "--output=/scratch/runs/run_model-4f1c.log", "--open-mode=append",
-        "--export=ALL,NOWCASTKIT_RUN_ID=4f1c", "--time=121", "--account=rrg-x",
+        "--time=121", "--account=rrg-x",
     ]  # fmt: skip
     assert "--time" not in " ".join(slurm.sbatch_argv(HOST, "4f1c", "run_model", None))
 
 
 def test_the_job_script_sources_envvars_then_execs_the_worker_quoted():
-    script = slurm.job_script(HOST, ["-m", "pkg.run", "a b", "$(id)"])
-    first, source, run = script.splitlines()
+    script = slurm.job_script(HOST, ["-m", "pkg.run", "a b", "$(id)"], "4f1c")
+    first, run_id, source, run = script.splitlines()
     assert first == "#!/bin/sh" and source == ". '/opt/my env' || exit 126"
+    assert run_id == "NOWCASTKIT_RUN_ID=4f1c; export NOWCASTKIT_RUN_ID"
     assert shlex.split(run) == ["exec", "/opt/py/bin/python", "-m", "pkg.run",
                                 "/opt/nowcast.yaml", "a b", "$(id)"]  # fmt: skip
 
@@ -107,7 +108,7 @@ def test_a_report_file_host_tells_the_worker_where_to_leave_its_message():
     host = attrs.evolve(HOST, report="file")
     lines = slurm.job_script(host, ["-m", "pkg.run"], "4f1c").splitlines()
     assert (
-        lines[1] == "NOWCASTKIT_REPORT_FILE=/scratch/runs/4f1c.msg; export NOWCASTKIT_REPORT_FILE"
+        lines[2] == "NOWCASTKIT_REPORT_FILE=/scratch/runs/4f1c.msg; export NOWCASTKIT_REPORT_FILE"
     )
 
 
@@ -139,8 +140,7 @@ def test_a_job_submitted_while_a_query_is_in_flight_is_left_to_the_next_query():
     launcher.answer("nowcastkit queried", out="nowcastkit squeue\n1|nk-r1|RUNNING|None|0|\n"
                                               "nowcastkit queried\n")  # fmt: skip
     assert b.state == "queued" and launcher.made == []  # neither judged gone, nor resubmitted
-    launcher.looks = []
-    launcher.next_poll = 0.0
+    launcher.pace.soon, launcher.pace.next_look = [], 0.0  # the next poll is due
     launcher.tick(time.monotonic())
     [(query, _)] = launcher.made
     assert "nk-r1" in query[-1] and "nk-r2" in query[-1]
