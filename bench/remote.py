@@ -98,10 +98,18 @@ def sshd(folder: Path) -> Iterator[list[str]]:
         ]  # fmt: skip
     finally:
         # Each connection is a process of its own that outlives sshd, and with it the
-        # shared connection of the client side: end them too.
-        for pid in _descendants(proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        # shared connection of the client side: end them too, TERM first (a login shell
+        # killed outright can leave pyenv's rehash lock behind, hanging later sessions).
+        sessions = _descendants(proc.pid)
+        for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 0.0)):
+            for pid in sessions:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and any(
+                Path(f"/proc/{pid}").exists() for pid in sessions
+            ):
+                time.sleep(0.05)
         proc.terminate()
         proc.wait(10)
 
