@@ -232,7 +232,7 @@ def ssh_chain_hop(root: Path, steps: int) -> dict:
     from nowcastkit import ssh
     from nowcastkit.config import load_config
     from nowcastkit.hosts import remote_host
-    from nowcastkit.manager.remote import control_path
+    from nowcastkit.ssh_connections import control_path
 
     with sshd(root / "sshd") as options:
         folder = root / "ssh-chain"

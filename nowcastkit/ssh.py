@@ -77,8 +77,8 @@ _LAUNCH = (
     'if mkdir -- "$dir/$run.launch" 2>/dev/null; then '
     "NOWCASTKIT_RUN_ID=$run; export NOWCASTKIT_RUN_ID; "
     'setsid sh -c "$run_script" nowcastkit "$dir" "$run" "$@" </dev/null >>"$dir/$run.log" 2>&1 & '
-    'fi; n=0; while [ $n -lt 200 ] && [ -z "$(cat -- "$dir/$run.pid" 2>/dev/null)" ]; do '
-    "sleep 0.05 2>/dev/null || sleep 1; n=$((n+1)); done; "
+    'fi; n=0; while [ $n -lt 1000 ] && [ -z "$(cat -- "$dir/$run.pid" 2>/dev/null)" ]; do '
+    "sleep 0.01 2>/dev/null || sleep 1; n=$((n+1)); done; "
     'pid=$(cat -- "$dir/$run.pid" 2>/dev/null) && [ -n "$pid" ] || exit 98; '
     'echo "nowcastkit pid $pid"'
 )
