@@ -42,11 +42,13 @@ def exited(system, run_id: str) -> dict:
 
 
 def follow(system, run_id: str) -> subprocess.Popen:
+    """``nowcastkit logs --follow`` as a terminal would run it: SIGINT at its default, also
+    where the suite itself runs in the background (.ci/run), which ignores SIGINT."""
     return subprocess.Popen(
         [sys.executable, "-m", "nowcastkit.cli", "logs", "--follow", str(system.config_path),
          run_id],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=system.folder,
-        env=child_env(),
+        env=child_env(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 
 
