@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "FlowError", "MessageError", "NowcastkitError", "WorkerError"]
+__all__ = [
+    "AlertError",
+    "ConfigError",
+    "FlowError",
+    "MessageError",
+    "NowcastkitError",
+    "WorkerError",
+]
 
 
 class NowcastkitError(Exception):
@@ -16,6 +23,19 @@ class ConfigError(NowcastkitError):
         self.path, self.key, self.problem = path, key, problem
         where = f"{path}: {key}" if key else f"{path}"
         super().__init__(f"{where}: {problem}")
+
+
+class AlertError(NowcastkitError):
+    """An alert that did not go out: the channel, the step and what the far end said.
+
+    ``again`` is whether another attempt might go better (a timeout, a 5xx), not a refusal.
+    """
+
+    exit_status = 1
+
+    def __init__(self, text: str, again: bool = False) -> None:
+        self.again = again
+        super().__init__(text)
 
 
 class MessageError(NowcastkitError):

@@ -9,6 +9,7 @@
     nowcastkit timeline -o today.html        # a day's runs as a picture
     nowcastkit validate                      # is nowcast.yaml (and the flow) right?
     nowcastkit validate --dry-run sleep success
+    nowcastkit alert test ops-mail           # does the alert channel work?
 
 Each subcommand lives in its own module here; its docstring is its help.
 Every subcommand takes the config file as an optional argument, defaulting
@@ -32,7 +33,7 @@ __all__ = ["CommandLineInterface", "config_argument", "main"]
 
 _SUBCOMMANDS = (
     "status", "monitor", "checklist", "history", "logs", "launch", "cancel", "timeline",
-    "validate",
+    "validate", "alert",
 )  # fmt: skip
 
 

@@ -8,9 +8,10 @@ module that will not import, registered workers without ``after_<worker>``,
 ``after_<worker>`` functions for unregistered workers, worker modules named in
 the next workers module (``NextWorker("...")``) or the schedule that cannot be
 found or are not registered, and every bad ``scheduled workers`` entry
-(``every``, ``at``, ``timezone``, ``catch up`` ...). Exit status 0 when valid,
-1 when not (a config file that cannot be read included); 2 for a usage error,
-such as a --payload that is not YAML.
+(``every``, ``at``, ``timezone``, ``catch up`` ...), and every bad ``alerts``
+channel (an unknown kind, a bad port, no ``to``, an unknown event or worker).
+Exit status 0 when valid, 1 when not (a config file that cannot be read
+included); 2 for a usage error, such as a --payload that is not YAML.
 ``--dry-run WORKER TYPE`` calls ``after_<worker>`` on a copy of the current
 checklist and prints the workers the manager would launch; nothing changes.
 Exit status 1 when ``after_<worker>`` is missing or fails.
@@ -28,8 +29,8 @@ from typing import Any
 
 import yaml
 
+from nowcastkit import alerts, race
 from nowcastkit import checklist as checklist_file
-from nowcastkit import race
 from nowcastkit.config import Config, check
 from nowcastkit.errors import ConfigError, FlowError, NowcastkitError
 from nowcastkit.flow import Flow
@@ -75,6 +76,7 @@ def problems(path: Path) -> tuple[list[ConfigError], Config | None, Flow | None]
         return [err], None, None
     config = Config(data, Path(path).expanduser().absolute())
     found.extend(_host_problems(config))
+    found.extend(alerts.problems(config))
     registry = data.get("message registry")
     if not (
         isinstance(registry, dict)

@@ -18,6 +18,10 @@ PUB socket (``zmq.ports.monitor``, default + 3) publishes what the manager sees
 and does (:mod:`.events`). Between batches the loop hands ended runs back
 through :func:`~.decide.decide_exit`, writes the checklist file when due, and
 acts on signals: SIGHUP reloads, SIGTERM/SIGINT stop.
+
+With ``alerts:`` in the config, a :class:`~nowcastkit.alerts.Notifier` sends,
+on its own thread, an alert for each run's crash once it is committed, and one
+at start when an earlier manager left runs unfinished.
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ import attrs
 import yaml
 import zmq
 
-from nowcastkit import lifecycle, logs
+from nowcastkit import alerts, lifecycle, logs
 from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.control import control_endpoint
+from nowcastkit.errors import ConfigError
 from nowcastkit.flow import Flow
 from nowcastkit.manager import control as commands
 from nowcastkit.manager.decide import Launch, Outcome, decide, decide_exit, decide_launch
@@ -80,17 +85,28 @@ class ManagerProcess:
     watch: lifecycle.SignalWatch | None = None
     poller: zmq.Poller | None = None
     next_prune: float = 0.0
+    #: Sends alerts on a thread of its own; None when the config has no ``alerts:``.
+    notifier: alerts.Notifier | None = None
 
     @classmethod
     def start(cls, config: Config, ignore_checklist: bool = False) -> ManagerProcess:
         """The manager with its state recovered: what the last one committed, runs watched."""
+        channels = alerts.channels(config)  # a bad alerts: section stops it before anything
         flow = Flow(config["message registry"]["next workers module"], Path(config.file).parent)
         flow.refresh()
         ledger = Ledger.open(config, ignore_checklist)
         supervisor = Supervisor(config, st.state_paths(config)[1])
         manager = cls(config, flow, ledger, supervisor)
-        manager.recovered, found = supervisor.recover(ledger.unfinished(), manager.host)
+        unfinished = ledger.unfinished()
+        manager.recovered, found = supervisor.recover(unfinished, manager.host)
         ledger.record_started(found, [])
+        if channels:
+            manager.notifier = alerts.Notifier(channels)
+            manager.notifier.start()
+            if unfinished:
+                runs = [f"{run.worker} run {run.run_id}" for run in unfinished]
+                alert = alerts.recovered_alert(manager.host, runs, len(manager.recovered))
+                manager.notifier.submit(alert)
         ledger.prune(config)
         manager.next_prune = time.monotonic() + _PRUNE_EVERY
         return manager
@@ -114,6 +130,8 @@ class ManagerProcess:
 
     def close(self) -> None:
         log.info("shutting down")
+        if self.notifier is not None:
+            self.notifier.stop()
         self.ledger.close()
         for sock in (self.workers, self.control):
             if sock is not None:
@@ -277,11 +295,23 @@ class ManagerProcess:
         if replied and isinstance(outcome.reply, Message):
             publish("reply", outcome.source, type=outcome.reply.type, payload=outcome.reply.payload)
         self.malformed += outcome.malformed
+        if self.notifier is not None and outcome.received == "crash" and not outcome.repeat:
+            self._alert_crash(outcome)
         if outcome.finished is not None:
             self.supervisor.reported(outcome.finished)
         run = outcome.by_hand
         if run is not None and run.host == self.host and not outcome.repeat:
             self.supervisor.adopt(run.run_id, NextWorker(run.worker), run.pid, by_hand=True)
+
+    def _alert_crash(self, outcome: Outcome) -> None:
+        """A committed crash, reported by its worker or made of its exit, to the notifier."""
+        run = outcome.finished
+        if run is None:  # a report for a run already ended, or from no run: no new crash
+            return
+        payload = outcome.exited.crash.payload if outcome.exited is not None else {}
+        running = self.supervisor.active.get(run)
+        log_path = str(running.log_path) if running is not None and running.log_path.name else ""
+        self.notifier.submit(alerts.crash_alert(outcome.source, run, payload, self.host, log_path))
 
     def reload(self) -> None:
         """SIGHUP: re-read the config, then the next workers module."""
@@ -289,7 +319,21 @@ class ManagerProcess:
             name = self.config["message registry"]["next workers module"]
             if name != self.flow.module_name:
                 self.flow = Flow(name, self.config.file.parent)
+            self._reload_alerts()
         self.flow.refresh(force=True)
+
+    def _reload_alerts(self) -> None:
+        """New channels for the running notifier; adding or removing ``alerts:`` takes a restart."""
+        try:
+            channels = alerts.channels(self.config)
+        except ConfigError as err:
+            log.error("alerts reload failed, still sending to the old channels: %s", err)
+            return
+        if self.notifier is not None and channels:
+            self.notifier.channels = channels
+        elif bool(self.notifier) != bool(channels):
+            log.warning("alerts: section %s; restart the manager for that to take effect",
+                        "added" if channels else "removed")  # fmt: skip
 
 
 def _receive(sock: zmq.Socket, limit: int = BATCH_SIZE) -> list[list[bytes]]:
@@ -334,4 +378,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     description = "The manager: answers workers, keeps the checklist, launches what comes next."
-    return lifecycle.run_process("manager", description, _serve, argv, _add_arguments)
+    return lifecycle.run_process(
+        "manager", description, _serve, argv, _add_arguments, check=alerts.channels
+    )

@@ -1,0 +1,49 @@
+"""Alerts: the operator hears about a crash by e-mail or chat, not from the log.
+
+    alerts:
+      ops-chat: {webhook: "$(NOWCAST.ENV.OPS_WEBHOOK)", events: [crash]}
+      ops-mail:
+        email: {host: smtp.example.org, port: 587, starttls: true, user: nowcast,
+                password: "$(NOWCAST.ENV.SMTP_PASSWORD)", from: nowcast@example.org,
+                to: [ops@example.org]}
+        workers: [make_feeds]
+
+    from nowcastkit.alerts import Notifier, channels, crash_alert
+    notifier = Notifier(channels(config))         # ConfigError for a bad alerts: section
+    notifier.start()
+    notifier.submit(crash_alert("sleep", "r17", payload, host))   # never blocks
+    notifier.stop()
+
+The manager makes one :class:`Notifier` when the config has ``alerts:``
+(:mod:`.notifier`: its queue, thread, attempts and de-duplication); the
+channels are read and checked in :mod:`.channels`; an :class:`Alert` and how it
+reads are in :mod:`.alert`. See docs/alerts.md.
+"""
+
+from nowcastkit.alerts.alert import (
+    EVENTS,
+    Alert,
+    crash_alert,
+    email_text,
+    probe_alert,
+    recovered_alert,
+    webhook_body,
+)
+from nowcastkit.alerts.channels import Channel, Email, Webhook, channels, problems
+from nowcastkit.alerts.notifier import Notifier
+
+__all__ = [
+    "EVENTS",
+    "Alert",
+    "Channel",
+    "Email",
+    "Notifier",
+    "Webhook",
+    "channels",
+    "crash_alert",
+    "email_text",
+    "probe_alert",
+    "problems",
+    "recovered_alert",
+    "webhook_body",
+]
