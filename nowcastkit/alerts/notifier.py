@@ -64,7 +64,7 @@ class Notifier:
         self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
         self._thread.start()
         names = ", ".join(f"{c.name} ({c.where})" for c in self.channels)
-        log.info("alerts: sending to %s", names)
+        log.info("alerts go to %s", names)
 
     def submit(self, alert: Alert, now: float | None = None) -> bool:
         """Queue *alert* unless an identical one went out within the window; never blocks."""
@@ -73,7 +73,7 @@ class Notifier:
         if last is not None and now - last < self.window:
             self._seen[alert.identity] = (last, repeats + 1)
             self.held += 1
-            log.info("alerts: %s alert held back, the same as one sent %.0f s ago: %s",
+            log.info("%s alert held back, the same as one sent %.0f s ago: %s",
                      alert.kind, now - last, alert.summary)  # fmt: skip
             return False
         self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window}
@@ -84,7 +84,7 @@ class Notifier:
             if len(self._queue) >= self.capacity:
                 oldest = self._queue.popleft()
                 self.dropped += 1
-                log.warning("alerts: queue full (%d); dropped the oldest, %s alert: %s "
+                log.warning("alert queue full (%d); dropped the oldest, %s alert: %s "
                             "(%d dropped so far)", self.capacity, oldest.kind, oldest.summary,
                             self.dropped)  # fmt: skip
             self._queue.append(alert)
@@ -101,7 +101,7 @@ class Notifier:
         with self._ready:
             left = len(self._queue) + bool(self._thread and self._thread.is_alive())
         if left:
-            log.warning("alerts: stopping with %d alert%s not sent", left, "s"[: left != 1])
+            log.warning("stopping with %d alert%s not sent", left, "s"[: left != 1])
 
     def _run(self) -> None:
         while True:
@@ -114,7 +114,7 @@ class Notifier:
             try:
                 self.deliver(alert)
             except Exception:  # the thread's edge: one bad alert must not end the sending
-                log.exception("alerts: sending %s alert failed", alert.kind)
+                log.exception("sending %s alert failed", alert.kind)
 
     def deliver(self, alert: Alert) -> list[tuple[Channel, AlertError | None]]:
         """Send *alert* to each channel that wants it, now, in this thread; what each did."""
@@ -137,16 +137,16 @@ class Notifier:
             except AlertError as err:
                 last = attempt == self.attempts or not err.again or self._stopping.is_set()
                 if last:
-                    log.error("alerts: %s: %s not sent (attempt %d of %d): %s",
+                    log.error("%s: %s not sent (attempt %d of %d): %s",
                               channel.name, about, attempt, self.attempts, err)  # fmt: skip
                     return err
-                log.warning("alerts: %s: %s attempt %d of %d failed, trying again in %g s: %s",
+                log.warning("%s: %s attempt %d of %d failed, trying again in %g s: %s",
                             channel.name, about, attempt, self.attempts, pause, err)  # fmt: skip
                 if self._stopping.wait(pause):
                     pause = 0.0
                 pause *= 2
             else:
-                log.info("alerts: %s: %s sent (%s)", channel.name, about, channel.where)
+                log.info("%s: %s sent (%s)", channel.name, about, channel.where)
                 return None
         raise AssertionError("unreachable: the last attempt returns")
 

@@ -83,8 +83,8 @@ def test_a_crash_reaches_the_webhook_and_the_mailbox_and_no_secret_reaches_the_l
     assert f"run:         {run}" in body and "exit status: 2" in body
     assert f"sleep-{run}.log" in body and "invalid int value: 'x'" in body
 
-    toy_system.manager.wait_for_line(r"alerts: ops-mail: crash alert for sleep run \S+ sent")
-    toy_system.manager.wait_for_line(r"alerts: ops-chat: crash alert for sleep run \S+ sent")
+    toy_system.manager.wait_for_line(r"ops-mail: crash alert for sleep run \S+ sent")
+    toy_system.manager.wait_for_line(r"ops-chat: crash alert for sleep run \S+ sent")
     toy_system.manager.stop()
     log = manager_log(toy_system)
     assert f"webhook to http://127.0.0.1:{webhook.server_address[1]}/…" in log
@@ -106,7 +106,7 @@ def test_a_silent_webhook_never_slows_the_manager(toy_system, silent, monkeypatc
     assert "not sent" not in toy_system.manager.output()
 
     # ... and it does time out, tries again, and says so with no secret.
-    line = toy_system.manager.wait_for_line(r"alerts: stuck: crash alert .* attempt 1 of 3 "
+    line = toy_system.manager.wait_for_line(r"stuck: crash alert .* attempt 1 of 3 "
                                             r"failed, trying again in 1 s: (.*)")  # fmt: skip
     assert line[1] == f"webhook to http://127.0.0.1:{silent.sock.getsockname()[1]}/…: timed out"
     assert "silent-secret" not in toy_system.manager.output()

@@ -156,7 +156,7 @@ def test_a_full_queue_drops_the_oldest_and_counts_it(caplog):
             assert notifier.submit(alert(summary=f"crash {n}"), now=float(n))
     assert [a.summary for a in notifier._queue] == ["crash 2", "crash 3"]
     assert notifier.dropped == 2
-    assert caplog.messages[-1] == ("alerts: queue full (2); dropped the oldest, crash alert: "
+    assert caplog.messages[-1] == ("alert queue full (2); dropped the oldest, crash alert: "
                                    "crash 1 (2 dropped so far)")  # fmt: skip
 
 
