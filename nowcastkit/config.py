@@ -22,7 +22,7 @@ import yaml
 
 from nowcastkit.errors import ConfigError
 
-__all__ = ["Config", "check", "load_config"]
+__all__ = ["Config", "check", "load_config", "worker_timeout"]
 
 _ENV_VAR = re.compile(r"\$\(NOWCAST\.ENV\.([A-Za-z_][A-Za-z0-9_]*)\)")
 _MISSING = object()
@@ -54,6 +54,13 @@ class Config(Mapping):
 
     def __repr__(self) -> str:
         return f"Config(file={str(self.file)!r})"
+
+
+def worker_timeout(config: Config, name: str) -> float | None:
+    """Worker *name*'s registry ``timeout`` in seconds, or None when it has none."""
+    entry = config["message registry"]["workers"].get(name)
+    timeout = entry.get("timeout") if isinstance(entry, dict) else None
+    return timeout or None
 
 
 def load_config(config_file: str | os.PathLike) -> Config:

@@ -78,6 +78,11 @@ def job_name(run_id: str) -> str:
     return f"{JOB_PREFIX}{run_id}"
 
 
+def log_path(host: Host, worker: str, run_id: str) -> str:
+    """Where run *run_id*'s job writes its output, on the cluster."""
+    return f"{host.run_dir}/{worker}-{run_id}.log"
+
+
 def message_path(host: Host, run_id: str) -> str:
     """Where a run on a ``report: file`` host leaves its final message."""
     return f"{host.run_dir}/{run_id}.msg"
@@ -106,7 +111,7 @@ def sbatch_argv(host: Host, run_id: str, worker: str, timeout: float | None) -> 
     """sbatch for run *run_id*; *timeout* (the registry's, seconds) becomes ``--time``."""
     argv = [
         "sbatch", "--parsable", "--no-requeue", f"--job-name={job_name(run_id)}",
-        f"--output={host.run_dir}/{worker}-{run_id}.log", "--open-mode=append",
+        f"--output={log_path(host, worker, run_id)}", "--open-mode=append",
     ]  # fmt: skip
     if timeout:
         argv.append(f"--time={max(1, math.ceil(timeout / 60))}")

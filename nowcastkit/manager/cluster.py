@@ -26,7 +26,7 @@ from pathlib import Path
 import attrs
 
 from nowcastkit import slurm, ssh
-from nowcastkit.config import Config
+from nowcastkit.config import Config, worker_timeout
 from nowcastkit.hosts import Host
 from nowcastkit.manager.calls import Pace
 from nowcastkit.next_worker import NextWorker
@@ -60,6 +60,8 @@ class SlurmJob:
     tail: tuple[str, ...] = ()
     failure: str | None = None
     pending_signal: int | None = None
+    #: The registry timeout, seconds: sbatch's ``--time`` (a resubmit keeps it).
+    timeout: float | None = None
     #: Why it was cancelled, when nowcastkit cancelled it for being stuck.
     stuck: str | None = None
     pid: None = None
@@ -81,7 +83,7 @@ class SlurmJob:
     @property
     def log(self) -> str:
         host = self.launcher.host
-        return f"{host.name}:{host.run_dir}/{self.worker.name}-{self.run_id}.log"
+        return f"{host.name}:{slurm.log_path(host, self.worker.name, self.run_id)}"
 
     def crash_details(self) -> dict:
         details = {"host": self.launcher.host.name, "job id": self.job_id,
@@ -102,7 +104,6 @@ class SlurmLauncher:
 
     host: Host
     control: str | None = None
-    config: Config | None = None
     jobs: dict[str, SlurmJob] = attrs.field(factory=dict)
     pace: Pace = attrs.field(factory=Pace)
     querying: bool = False
@@ -115,18 +116,19 @@ class SlurmLauncher:
     reports: list[str] = attrs.field(factory=list)
 
     def start(self, worker: NextWorker, config: Config, run_id: str, log_path: Path) -> SlurmJob:
-        self.config = config
-        job = SlurmJob(self, run_id, worker)
+        job = SlurmJob(self, run_id, worker, timeout=worker_timeout(config, worker.name))
         self.jobs[run_id] = job
         self._submit(job)
         return job
 
-    def adopt(self, run_id: str, worker: NextWorker, handle: dict | None) -> SlurmJob:
-        """Track a job an earlier manager submitted; one with no job id is looked up by name."""
+    def adopt(self, run_id: str, worker: NextWorker, handle: dict | None,
+              timeout: float | None = None) -> SlurmJob:  # fmt: skip
+        """Track a job an earlier manager submitted; one with no job id is looked up by name
+        (and submitted, with *timeout* as its ``--time``, only if not found)."""
         handle = handle or {}
         job_id = handle.get("job id") if isinstance(handle.get("job id"), int) else None
         job = SlurmJob(self, run_id, worker, job_id, QUEUED if job_id else LOOKUP,
-                       float(handle.get("submitted") or time.time()))  # fmt: skip
+                       float(handle.get("submitted") or time.time()), timeout=timeout)  # fmt: skip
         self.jobs[run_id] = job
         self.look_soon(time.monotonic(), (0.0,))
         return job
@@ -181,8 +183,7 @@ class SlurmLauncher:
 
     def _submit(self, job: SlurmJob) -> None:
         job.state = SUBMITTING
-        timeout = _timeout(self.config, job.worker.name)
-        argv = slurm.sbatch_argv(self.host, job.run_id, job.worker.name, timeout)
+        argv = slurm.sbatch_argv(self.host, job.run_id, job.worker.name, job.timeout)
         args = ["-m", job.worker.module, *job.worker.args]
         script = slurm.job_script(self.host, args, job.run_id)
         line = f"mkdir -p -- {shlex.quote(self.host.run_dir)} && {shlex.join(argv)}"
@@ -256,7 +257,7 @@ class SlurmLauncher:
         job.status, job.reason, job.state = verdict.status, job.stuck or verdict.reason, ENDING
         if seen is None:
             job.slurm_state = "(gone)"
-        path = f"{self.host.run_dir}/{job.worker.name}-{job.run_id}.log"
+        path = slurm.log_path(self.host, job.worker.name, job.run_id)
         line = shlex.join(["tail", "-n", str(ssh.TAIL_LINES), "--", path])
         if self.host.report == "file":
             message = shlex.quote(slurm.message_path(self.host, job.run_id))
@@ -273,8 +274,3 @@ class SlurmLauncher:
 
 
 _MESSAGE_MARK = "nowcastkit message"
-
-
-def _timeout(config: Config | None, name: str) -> float | None:
-    entry = config["message registry"]["workers"].get(name) if config is not None else None
-    return entry.get("timeout") if isinstance(entry, dict) else None

@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 
 from nowcastkit import store as st
-from nowcastkit.config import Config
+from nowcastkit.config import Config, worker_timeout
 from nowcastkit.errors import NowcastkitError
 from nowcastkit.hosts import remote_host
 from nowcastkit.manager.cluster import SlurmLauncher
@@ -220,7 +220,8 @@ class Supervisor:
         except NowcastkitError:
             launcher = None
         if isinstance(launcher, SlurmLauncher):
-            process = launcher.adopt(run.run_id, worker, run.handle)
+            timeout = worker_timeout(self.config, worker.name)
+            process = launcher.adopt(run.run_id, worker, run.handle, timeout)
         elif isinstance(launcher, SshLauncher):
             process = launcher.adopt(run.run_id, worker, run.pid)
         else:
@@ -314,9 +315,8 @@ def crash_message(running: Running, status: int | None) -> Message:
 def deadline(config: Config, name: str, launched: float | None = None) -> float | None:
     """The monotonic time a run of worker *name* launched at *launched* (epoch; default now)
     is past its registry ``timeout``, or None when it has none."""
-    entry = config["message registry"]["workers"].get(name)
-    timeout = entry.get("timeout") if isinstance(entry, dict) else None
-    if not timeout:
+    timeout = worker_timeout(config, name)
+    if timeout is None:
         return None
     age = 0.0 if launched is None else max(0.0, time.time() - launched)
     return time.monotonic() + timeout - age

@@ -144,3 +144,12 @@ def test_a_job_submitted_while_a_query_is_in_flight_is_left_to_the_next_query():
     launcher.tick(time.monotonic())
     [(query, _)] = launcher.made
     assert "nk-r1" in query[-1] and "nk-r2" in query[-1]
+
+
+def test_a_recovered_run_not_found_is_submitted_with_its_registry_time_limit():
+    launcher = Unrun(HOST)
+    launcher.adopt("r3", NextWorker("a"), None, timeout=120)  # committed, no job id recorded
+    launcher.tick(time.monotonic())
+    launcher.answer("nowcastkit queried", out="nowcastkit squeue\nnowcastkit queried\n")
+    [(submit, _)] = launcher.made
+    assert "--job-name=nk-r3" in submit[-1] and "--time=2" in submit[-1]
