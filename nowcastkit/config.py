@@ -20,9 +20,10 @@ from typing import Any
 
 import yaml
 
+from nowcastkit import retry
 from nowcastkit.errors import ConfigError
 
-__all__ = ["Config", "check", "load_config", "worker_timeout"]
+__all__ = ["Config", "check", "load_config", "worker_retry", "worker_timeout"]
 
 _ENV_VAR = re.compile(r"\$\(NOWCAST\.ENV\.([A-Za-z_][A-Za-z0-9_]*)\)")
 _MISSING = object()
@@ -61,6 +62,13 @@ def worker_timeout(config: Config, name: str) -> float | None:
     entry = config["message registry"]["workers"].get(name)
     timeout = entry.get("timeout") if isinstance(entry, dict) else None
     return timeout or None
+
+
+def worker_retry(config: Config, name: str) -> retry.Retry | None:
+    """Worker *name*'s registry ``retry`` policy, or None when it has none (one attempt)."""
+    entry = config["message registry"]["workers"].get(name)
+    value = entry.get("retry") if isinstance(entry, dict) else None
+    return retry.from_value(value) if value is not None else None
 
 
 def load_config(config_file: str | os.PathLike) -> Config:
@@ -185,7 +193,9 @@ def _validate(data: dict, check: _Checker) -> None:
             continue
         check.require(entry, "checklist key", str, where, default="")
         check.positive(entry, "timeout", (int, float), where, "seconds > 0")
-        types = {k: v for k, v in entry.items() if k not in ("checklist key", "timeout")}
+        for key, problem in retry.problems(entry["retry"]) if "retry" in entry else ():
+            check.problem(f"{where}.{key}", problem)
+        types = {k: v for k, v in entry.items() if k not in ("checklist key", "timeout", "retry")}
         _check_words(types, check, where)
 
 

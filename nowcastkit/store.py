@@ -31,8 +31,10 @@ from nowcastkit import codec
 
 __all__ = [
     "BY_HAND",
+    "PendingRetry",
     "Run",
     "Store",
+    "add_pending_retry",
     "add_run",
     "ended_as",
     "finish_run",
@@ -44,6 +46,7 @@ __all__ = [
     "merge_checklist_entries",
     "open_read_only",
     "open_store",
+    "pending_retries",
     "prune",
     "put_checklist",
     "record_message",
@@ -53,6 +56,7 @@ __all__ = [
     "set_run_pid",
     "state_paths",
     "stored_by_entry",
+    "take_pending_retry",
     "transaction",
     "unfinished_runs",
 ]
@@ -61,7 +65,8 @@ __all__ = [
 BY_HAND = "(run by hand)"
 #: 2: checklist_entries, a key holding a str-keyed mapping stored one row per entry.
 #: 3: runs.handle, how a launcher finds a run again (a Slurm job id, a remote run dir).
-SCHEMA_VERSION = 3
+#: 4: runs.attempt, and pending_retries, the retries waiting out their back-off.
+SCHEMA_VERSION = 4
 #: The value of a checklist row whose key is stored by entry (codec.encode never gives '').
 _BY_ENTRY = ""
 _SCHEMA = """
@@ -81,6 +86,10 @@ CREATE TABLE IF NOT EXISTS race_groups (
 CREATE TABLE IF NOT EXISTS checklist (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checklist_entries (
     key TEXT NOT NULL, entry TEXT NOT NULL, value TEXT NOT NULL, UNIQUE (key, entry));
+CREATE TABLE IF NOT EXISTS pending_retries (
+    parent TEXT PRIMARY KEY, worker TEXT NOT NULL, module TEXT NOT NULL, args TEXT NOT NULL,
+    host TEXT NOT NULL, attempt INTEGER NOT NULL, attempts INTEGER NOT NULL,
+    due REAL NOT NULL, after TEXT NOT NULL);
 """
 
 
@@ -109,6 +118,25 @@ class Run:
     log_path: str = ""
     #: How its launcher finds it again: ``{"launcher": "slurm", "job id": 42, ...}``.
     handle: dict | None = attrs.field(default=None, eq=False)
+    #: Which run of its worker's attempts this is (1 unless it is a retry; see ``retry:``).
+    attempt: int = 1
+
+
+@attrs.frozen
+class PendingRetry:
+    """A retry waiting out its back-off: attempt *attempt* of *attempts*, after run *parent*."""
+
+    parent: str
+    worker: str
+    module: str
+    args: tuple[str, ...]
+    host: str
+    attempt: int
+    attempts: int
+    #: Epoch seconds it is due: a manager restarted meanwhile still knows when.
+    due: float
+    #: How the parent ended: ``failure`` or ``crash``.
+    after: str
 
 
 @attrs.define(eq=False)
@@ -131,6 +159,8 @@ def open_store(path: Path) -> Store:
             conn.execute(statement)
         if "handle" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
             conn.execute("ALTER TABLE runs ADD COLUMN handle TEXT")
+        if "attempt" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
+            conn.execute("ALTER TABLE runs ADD COLUMN attempt INTEGER")
         if get_meta(store, "schema") == "1":
             _store_mappings_by_entry(store)
         set_meta(store, "schema", str(SCHEMA_VERSION))
@@ -212,13 +242,40 @@ def record_message(store: Store, msg_id: str, source: str, msg_type: str, reply:
 
 def add_run(store: Store, run: Run) -> None:
     store.conn.execute(
-        "INSERT INTO runs (run_id, worker, module, args, host, pid, parent, launched, log_path)"
-        " VALUES (?,?,?,?,?,?,?,?,?)",
+        "INSERT INTO runs (run_id, worker, module, args, host, pid, parent, launched, log_path,"
+        " attempt) VALUES (?,?,?,?,?,?,?,?,?,?)",
         (
             run.run_id, run.worker, run.module, json.dumps(list(run.args)), run.host,
             run.pid, run.parent, run.launched or time.time(), run.log_path,
+            None if run.attempt == 1 else run.attempt,
         ),
     )  # fmt: skip
+
+
+def add_pending_retry(store: Store, retry: PendingRetry) -> None:
+    store.conn.execute(
+        "INSERT OR REPLACE INTO pending_retries (parent, worker, module, args, host, attempt,"
+        " attempts, due, after) VALUES (?,?,?,?,?,?,?,?,?)",
+        (retry.parent, retry.worker, retry.module, json.dumps(list(retry.args)), retry.host,
+         retry.attempt, retry.attempts, retry.due, retry.after),
+    )  # fmt: skip
+
+
+def take_pending_retry(store: Store, parent: str) -> None:
+    """The retry after run *parent* is launched (or given up): it is pending no more."""
+    store.conn.execute("DELETE FROM pending_retries WHERE parent = ?", (parent,))
+
+
+def pending_retries(store: Store) -> list[PendingRetry]:
+    """The retries waiting, soonest first; none from a store made before schema 4."""
+    try:
+        rows = store.conn.execute(
+            "SELECT parent, worker, module, args, host, attempt, attempts, due, after"
+            " FROM pending_retries ORDER BY due"
+        ).fetchall()
+    except sqlite3.OperationalError:  # a read-only store no schema 4 manager has opened
+        return []
+    return [PendingRetry(r[0], r[1], r[2], tuple(json.loads(r[3])), *r[4:]) for r in rows]
 
 
 def set_run_pid(store: Store, run_id: str, pid: int | None, handle: dict | None = None) -> None:
@@ -280,9 +337,10 @@ def _runs(store: Store, tail: str, params: tuple) -> list[Run]:
     # A store of schema 2 that no manager has opened since has no handle column.
     columns = {row[1] for row in store.conn.execute("PRAGMA table_info(runs)")}
     handle = "handle" if "handle" in columns else "NULL"
+    attempt = "attempt" if "attempt" in columns else "NULL"
     rows = store.conn.execute(
         "SELECT run_id, worker, module, args, host, pid, parent, launched, finished,"
-        f" exit_status, outcome, log_path, {handle} FROM runs {tail}",
+        f" exit_status, outcome, log_path, {handle}, {attempt} FROM runs {tail}",
         params,
     )
     return [_run(row) for row in rows]
@@ -290,7 +348,8 @@ def _runs(store: Store, tail: str, params: tuple) -> list[Run]:
 
 def _run(row: tuple) -> Run:
     handle = json.loads(row[12]) if row[12] else None
-    return Run(row[0], row[1], row[2], tuple(json.loads(row[3])), *row[4:12], handle)
+    return Run(row[0], row[1], row[2], tuple(json.loads(row[3])), *row[4:12], handle,
+               row[13] or 1)  # fmt: skip
 
 
 def save_groups(store: Store, groups: list[tuple[set[str], list[dict[str, Any]]]]) -> None:

@@ -25,9 +25,11 @@ from nowcastkit.alerts.alert import (
     Alert,
     crash_alert,
     email_text,
+    failure_alert,
     probe_alert,
     recovered_alert,
     webhook_body,
+    with_attempts,
 )
 from nowcastkit.alerts.channels import Channel, Email, Webhook, channels, problems
 from nowcastkit.alerts.notifier import Notifier
@@ -42,8 +44,10 @@ __all__ = [
     "channels",
     "crash_alert",
     "email_text",
+    "failure_alert",
     "probe_alert",
     "problems",
     "recovered_alert",
     "webhook_body",
+    "with_attempts",
 ]

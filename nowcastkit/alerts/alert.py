@@ -21,13 +21,15 @@ __all__ = [
     "crash_alert",
     "email_subject",
     "email_text",
+    "failure_alert",
     "probe_alert",
     "recovered_alert",
     "webhook_body",
+    "with_attempts",
 ]
 
 #: The kinds of alert the manager raises today; a channel's ``events`` names some of them.
-EVENTS = ("crash", "recovered")
+EVENTS = ("crash", "failure", "recovered")
 #: How many of a run's last log lines an alert carries.
 TAIL_LINES = 20
 _KINDS = (*EVENTS, "test")
@@ -79,6 +81,20 @@ def crash_alert(worker: str, run: str | None, payload: Any, host: str, log_path:
         log_lines=[str(line) for line in lines] if isinstance(lines, list) else [],
         log_path=str(payload.get("log") or log_path),
     )  # fmt: skip
+
+
+def failure_alert(worker: str, run: str, msg_type: str, host: str, log_path: str = "") -> Alert:
+    """A run's final ``failure`` (or ``failure <name>``) message; its log's tail goes with it."""
+    summary = f"{worker} worker failed" + (f" ({msg_type})" if msg_type != "failure" else "")
+    return Alert("failure", summary, host, worker, run, {"reported": msg_type}, log_path=log_path)
+
+
+def with_attempts(alert: Alert, attempts: tuple[int, int] | None) -> Alert:
+    """*alert* saying which of its worker's ``retry:`` attempts failed (``3 of 3``)."""
+    if attempts is None:
+        return alert
+    return attrs.evolve(alert, details={"attempt": f"{attempts[0]} of {attempts[1]}",
+                                        **alert.details})  # fmt: skip
 
 
 def recovered_alert(host: str, runs: list[str], restarted: int) -> Alert:

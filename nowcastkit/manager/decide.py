@@ -3,6 +3,7 @@
     outcome = decide([tag, body], view)     # a worker's request, from the broker
     outcome = decide_exit(ended, view)      # a run that ended (a crash if it never reported)
     outcome = decide_launch(request, view)  # a launch asked on the control socket
+    outcome = decide_retry(pending, view)   # a retry whose back-off is over
 
 Each returns an :class:`Outcome`: the reply, the checklist change, the run it
 finishes, the runs to launch, the race groups after it, and the log lines and
@@ -20,6 +21,10 @@ hand records its run; ``clear checklist`` clears; anything else is an outcome:
 its payload is merged into the worker's ``checklist key``, ``after_<worker>``
 is called with the checklist as it will be, and what it returns goes through
 the race groups (:mod:`nowcastkit.race`) to become the runs to launch.
+
+A failure or crash that its worker's ``retry:`` policy retries is not an
+outcome yet: the run is finished, a pending retry is stored, and nothing else
+changes (no checklist change, no ``after_<worker>``): the last attempt decides.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from typing import Any
 import attrs
 import yaml
 
+from nowcastkit import retry as retries
 from nowcastkit import store as st
-from nowcastkit.config import Config
+from nowcastkit.config import Config, worker_retry
 from nowcastkit.errors import FlowError, MessageError
 from nowcastkit.flow import Flow
 from nowcastkit.message import Message
@@ -50,6 +56,7 @@ __all__ = [
     "decide",
     "decide_exit",
     "decide_launch",
+    "decide_retry",
 ]
 
 MANAGER_REPLIES = {
@@ -63,7 +70,7 @@ MANAGER_REPLIES = {
     "checklist key not found": "ERROR - requested checklist key not found",
     "manager error": "ERROR - manager failed to handle the message",
 }
-_NOT_MESSAGE_TYPES = frozenset(("checklist key", "timeout"))
+_NOT_MESSAGE_TYPES = frozenset(("checklist key", "timeout", "retry"))
 _DEBUG, _INFO, _WARNING, _ERROR = logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR
 
 #: A log line: level, %-format and its arguments, logged once the outcome is committed.
@@ -79,6 +86,8 @@ class Launch:
     run_id: str
     worker: NextWorker
     parent: str | None = None
+    #: Which of its worker's attempts this run is: 2 and up for a retry.
+    attempt: int = 1
 
 
 @attrs.frozen
@@ -121,6 +130,12 @@ class View:
     ended_as: Callable[[str], str | None]
     new_run_id: Callable[[], str]
     host: str
+    #: A run's record as committed so far (this batch's writes included), or None.
+    run: Callable[[str], st.Run | None] = lambda run_id: None
+    #: Epoch seconds, for when a retry is due.
+    now: float = 0.0
+    #: A number in [0, 1] for each retry's back-off, so that retries spread out.
+    jitter: Callable[[], float] = lambda: 0.5
 
 
 @attrs.frozen
@@ -147,6 +162,12 @@ class Outcome:
     groups: tuple[RaceGroup, ...] | None = None
     #: A run started by hand, to record; watched by pid when it is on this host.
     by_hand: st.Run | None = None
+    #: A retry to store: *finished* failed or crashed, and its worker tries again later.
+    retry: st.PendingRetry | None = None
+    #: The run whose pending retry this outcome launches (or drops).
+    retried: str | None = None
+    #: The final outcome's attempt and its worker's attempts, when the worker has ``retry:``.
+    attempts: tuple[int, int] | None = None
     notes: tuple[Note, ...] = ()
     events: tuple[Event, ...] = ()
     malformed: bool = False
@@ -259,6 +280,13 @@ def _outcome(
     notes: tuple[Note, ...], answered: dict, exited: Ended | None = None,
 ) -> Outcome:  # fmt: skip
     """A worker's outcome (success, failure, crash, …): checklist, after_<worker>, launches."""
+    policy = worker_retry(view.config, msg.source)
+    run = view.run(run_id) if policy is not None and run_id else None
+    if run is not None:
+        pending = retries.pending_after(policy, run, msg.type, view.now, view.jitter())
+        if pending is not None:
+            return _retrying(msg, key, pending, view.now, notes, answered, exited)
+    attempts = (run.attempt, policy.attempts) if run is not None else None
     registered = view.config["message registry"]["workers"].get(msg.source) or {}
     # A payload of None leaves the checklist as it was, as in the reference design.
     checklist_key = registered.get("checklist key") if msg.payload is not None else None
@@ -272,7 +300,8 @@ def _outcome(
     elif msg.payload is not None:
         notes += ((_WARNING, "no checklist key registered for %s worker; payload not kept",
                    (msg.source,)),)  # fmt: skip
-    done = {"key": key, "change": change, "finished": run_id, "exited": exited}
+    done = {"key": key, "change": change, "finished": run_id, "exited": exited,
+            "attempts": attempts}  # fmt: skip
     try:
         workers, must_finish = view.flow.after(msg, view.config, Seen(view.checklist, change))
     except FlowError as err:
@@ -293,9 +322,48 @@ def _outcome(
     reply, text = _PLAIN_REPLIES.get("ack") or _plain("ack")
     return Outcome(
         reply, text, answered["source"], key, answered["received"], change=change,
-        finished=run_id, exited=exited, launches=launches,
+        finished=run_id, exited=exited, launches=launches, attempts=attempts,
         groups=settled.groups if settled.changed else None, notes=notes, events=events,
     )  # fmt: skip
+
+
+def _retrying(
+    msg: Message, key: str | None, pending: st.PendingRetry, now: float,
+    notes: tuple[Note, ...], answered: dict, exited: Ended | None,
+) -> Outcome:  # fmt: skip
+    """A failure or crash its worker tries again: acknowledged, the run finished, the retry
+    stored; the checklist and after_<worker> wait for the last attempt's outcome."""
+    note = (_WARNING, "%s worker run %s: %s on attempt %d/%d; retrying in %.1fs",
+            (msg.source, pending.parent, msg.type, pending.attempt - 1, pending.attempts,
+             pending.due - now))  # fmt: skip
+    event = ("retry pending", msg.source, {
+        "run": pending.parent, "after": msg.type, "attempt": pending.attempt,
+        "attempts": pending.attempts, "due": pending.due,
+    })  # fmt: skip
+    reply, text = _PLAIN_REPLIES.get("ack") or _plain("ack")
+    return Outcome(
+        reply, text, answered["source"], key, answered["received"], finished=pending.parent,
+        exited=exited, retry=pending, notes=(*notes, note), events=(*answered["events"], event),
+    )  # fmt: skip
+
+
+def decide_retry(pending: st.PendingRetry, view: View) -> Outcome:
+    """A retry whose back-off is over: a new run, its parent the failed one, same module,
+    args and host, launched as any other run is."""
+    name = pending.worker
+    if name not in view.config["message registry"]["workers"]:
+        note = (_ERROR, "%s is no longer in message registry.workers; its retry after run %s "
+                "is dropped", (name, pending.parent))  # fmt: skip
+        return Outcome({}, "", name, retried=pending.parent, notes=(note,))
+    worker = NextWorker(pending.module, pending.args, pending.host)
+    launch = Launch(view.new_run_id(), worker, pending.parent, pending.attempt)
+    note = (_INFO, "retrying %s worker after run %s's %s: attempt %d/%d is run %s",
+            (name, pending.parent, pending.after, pending.attempt, pending.attempts,
+             launch.run_id))  # fmt: skip
+    event = ("retry", name, {"run": launch.run_id, "parent": pending.parent,
+                             "attempt": pending.attempt, "attempts": pending.attempts})  # fmt: skip
+    return Outcome({}, "", name, received="retry", launches=(launch,), retried=pending.parent,
+                   notes=(note,), events=(event,))  # fmt: skip
 
 
 def decide_exit(ended: Ended, view: View) -> Outcome:

@@ -4,7 +4,8 @@
     outcomes = ledger.commit(requests, decide_one)  # one transaction for the whole batch
     ledger.announce(time.monotonic())               # the checklist file follows
 
-It holds the checklist, the race groups and the runs not yet reported, and is
+It holds the checklist, the race groups, the runs not yet reported and the
+retries waiting out their back-off (:meth:`Ledger.due_retries`), and is
 the only writer of the store. ``commit`` decides each request against the
 state the ones before it left, writes the outcome in a savepoint of the
 batch's one transaction, and applies it to memory only once that savepoint is
@@ -17,6 +18,7 @@ announced (the checklist file, its log line) before the commit.
 from __future__ import annotations
 
 import logging
+import random
 import time
 import traceback
 import uuid
@@ -66,6 +68,10 @@ class Ledger:
     #: What the batch now committing does to the checklist file: ``_CHANGED``, or the text
     #: of a checklist cleared.
     _pending: list[str | object] = attrs.field(factory=list)
+    #: Retries waiting for their time, by the run they follow; stored, so a restart keeps them.
+    retries: dict[str, st.PendingRetry] = attrs.field(factory=dict)
+    #: The back-offs' jitter: the one source of randomness a decision reads.
+    _random: random.Random = attrs.field(factory=random.Random)
 
     @classmethod
     def open(cls, config: Config, ignore_checklist: bool = False) -> Ledger:
@@ -76,12 +82,25 @@ class Ledger:
         ledger._load_rest()
         for group in ledger.groups:
             log.info("race condition group still waiting for %s", sorted(group.waiting))
+        for retry in ledger.retries.values():
+            log.info("%s worker: attempt %d/%d, after run %s, still pending (due %s)",
+                     retry.worker, retry.attempt, retry.attempts, retry.parent,
+                     time.strftime("%H:%M:%S", time.localtime(retry.due)))  # fmt: skip
         return ledger
 
     def view(self, config: Config, flow: Any, host: str) -> View:
         """The committed state as :func:`~.decide.decide` reads it."""
         return View(config, flow, self.checklist, self.groups, self.waiting, self.replied,
-                    self.ended_as, new_run_id, host)  # fmt: skip
+                    self.ended_as, new_run_id, host, self.run, time.time(),
+                    self._random.random)  # fmt: skip
+
+    def run(self, run_id: str) -> st.Run | None:
+        found = st.runs_named(self.store, run_id, 1)
+        return found[0] if found and found[0].run_id == run_id else None
+
+    def due_retries(self, now: float) -> list[st.PendingRetry]:
+        """The retries due by *now* (epoch seconds), soonest first."""
+        return sorted((r for r in self.retries.values() if r.due <= now), key=lambda r: r.due)
 
     def replied(self, key: str) -> str | None:
         return st.handled_reply(self.store, key)
@@ -155,6 +174,10 @@ class Ledger:
             st.finish_run(store, exited.run_id, None, exit_status=status)
         if outcome.groups is not None:
             st.save_groups(store, [record(group) for group in outcome.groups])
+        if outcome.retry is not None:
+            st.add_pending_retry(store, outcome.retry)
+        if outcome.retried is not None:
+            st.take_pending_retry(store, outcome.retried)
         if outcome.key:
             st.record_message(store, outcome.key, outcome.source, outcome.received, outcome.text)
 
@@ -193,6 +216,10 @@ class Ledger:
             self.waiting[launch.run_id] = launch.worker.name
         if outcome.groups is not None:
             self.groups = outcome.groups
+        if outcome.retry is not None:
+            self.retries[outcome.retry.parent] = outcome.retry
+        if outcome.retried is not None:
+            self.retries.pop(outcome.retried, None)
 
     def announce(self, now: float) -> None:
         """After a commit: the checklist file shows what it changed; a clear logs what went."""
@@ -209,8 +236,13 @@ class Ledger:
         self.file.flush(self.checklist, now)
 
     def wake_at(self) -> float | None:
-        """The monotonic time the checklist file is next due to be written, if it is."""
-        return self.file.due
+        """The monotonic time the checklist file is next due to be written, or a retry to
+        be launched, whichever comes first; None when neither is."""
+        times = [self.file.due] if self.file.due is not None else []
+        if self.retries:
+            soonest = min(retry.due for retry in self.retries.values())
+            times.append(time.monotonic() + max(0.0, soonest - time.time()))
+        return min(times, default=None)
 
     def reload(self) -> None:
         """Memory as the store holds it, after a commit that failed."""
@@ -223,6 +255,7 @@ class Ledger:
         self._by_entry = {key for key, value in self.checklist.items() if st.stored_by_entry(value)}
         self.groups = tuple(from_record(*group) for group in st.load_groups(self.store))
         self.waiting = {run.run_id: run.worker for run in st.unfinished_runs(self.store)}
+        self.retries = {retry.parent: retry for retry in st.pending_retries(self.store)}
 
     def record_started(
         self, started: dict[str, int | None], failed_ids: Iterable[str],
@@ -285,5 +318,11 @@ class Ledger:
 def _run_record(item: Launch) -> st.Run:
     worker = item.worker
     return st.Run(
-        item.run_id, worker.name, worker.module, worker.args, worker.host, parent=item.parent
+        item.run_id,
+        worker.name,
+        worker.module,
+        worker.args,
+        worker.host,
+        parent=item.parent,
+        attempt=item.attempt,
     )

@@ -16,12 +16,14 @@ A REP socket, the control socket, is bound on loopback (``zmq.ports.control``,
 default the manager port + 2) for launch requests and the tools' questions; a
 PUB socket (``zmq.ports.monitor``, default + 3) publishes what the manager sees
 and does (:mod:`.events`). Between batches the loop hands ended runs back
-through :func:`~.decide.decide_exit`, writes the checklist file when due, and
-acts on signals: SIGHUP reloads, SIGTERM/SIGINT stop.
+through :func:`~.decide.decide_exit`, launches the retries whose back-off is over
+(:func:`~.decide.decide_retry`), writes the checklist file when due, and acts on
+signals: SIGHUP reloads, SIGTERM/SIGINT stop.
 
 With ``alerts:`` in the config, a :class:`~nowcastkit.alerts.Notifier` sends,
-on its own thread, an alert for each run's crash once it is committed, and one
-at start when an earlier manager left runs unfinished.
+on its own thread, an alert for each run's final failure or crash (the last of
+its ``retry:`` attempts) once it is committed, and one at start when an earlier
+manager left runs unfinished.
 """
 
 from __future__ import annotations
@@ -48,12 +50,20 @@ from nowcastkit.control import control_endpoint
 from nowcastkit.errors import ConfigError
 from nowcastkit.flow import Flow
 from nowcastkit.manager import control as commands
-from nowcastkit.manager.decide import Launch, Outcome, decide, decide_exit, decide_launch
+from nowcastkit.manager.decide import (
+    Launch,
+    Outcome,
+    decide,
+    decide_exit,
+    decide_launch,
+    decide_retry,
+)
 from nowcastkit.manager.events import Events
 from nowcastkit.manager.ledger import Ledger, failed
 from nowcastkit.manager.supervisor import Supervisor
 from nowcastkit.message import Message
 from nowcastkit.next_worker import NextWorker
+from nowcastkit.retry import kind_of as retry_kind
 from nowcastkit.sockets import NOBLOCK, bind, send_frames
 
 __all__ = ["BATCH_SIZE", "ManagerProcess", "main"]
@@ -218,6 +228,10 @@ class ManagerProcess:
         if ended:
             outcomes = self._commit(ended, decide_exit, replied=False) or []
             self.launch([launch for outcome in outcomes for launch in outcome.launches])
+        due = self.ledger.due_retries(time.time())
+        if due:
+            outcomes = self._commit(due, decide_retry, replied=False) or []
+            self.launch([launch for outcome in outcomes for launch in outcome.launches])
 
     def launch(self, launches: list[Launch]) -> None:
         """Start committed runs and record their pids; one that fails does not stop the rest."""
@@ -295,23 +309,28 @@ class ManagerProcess:
         if replied and isinstance(outcome.reply, Message):
             publish("reply", outcome.source, type=outcome.reply.type, payload=outcome.reply.payload)
         self.malformed += outcome.malformed
-        if self.notifier is not None and outcome.received == "crash" and not outcome.repeat:
-            self._alert_crash(outcome)
+        final = outcome.retry is None and not outcome.repeat
+        if self.notifier is not None and final and retry_kind(outcome.received) is not None:
+            self._alert_final(outcome)
         if outcome.finished is not None:
             self.supervisor.reported(outcome.finished)
         run = outcome.by_hand
         if run is not None and run.host == self.host and not outcome.repeat:
             self.supervisor.adopt(run.run_id, NextWorker(run.worker), run.pid, by_hand=True)
 
-    def _alert_crash(self, outcome: Outcome) -> None:
-        """A committed crash, reported by its worker or made of its exit, to the notifier."""
+    def _alert_final(self, outcome: Outcome) -> None:
+        """A committed final crash (reported, or made of its exit) or failure, to the notifier."""
         run = outcome.finished
-        if run is None:  # a report for a run already ended, or from no run: no new crash
+        if run is None:  # a report for a run already ended, or from no run: no new outcome
             return
         payload = outcome.exited.crash.payload if outcome.exited is not None else {}
         running = self.supervisor.active.get(run)
         log_path = str(running.log_path) if running is not None and running.log_path.name else ""
-        self.notifier.submit(alerts.crash_alert(outcome.source, run, payload, self.host, log_path))
+        if outcome.received == "crash":
+            alert = alerts.crash_alert(outcome.source, run, payload, self.host, log_path)
+        else:
+            alert = alerts.failure_alert(outcome.source, run, outcome.received, self.host, log_path)
+        self.notifier.submit(alerts.with_attempts(alert, outcome.attempts))
 
     def reload(self) -> None:
         """SIGHUP: re-read the config, then the next workers module."""

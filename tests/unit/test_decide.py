@@ -5,21 +5,25 @@ from __future__ import annotations
 import itertools
 import logging
 
+import attrs
 import pytest
 import yaml
 from conftest import base_config
 
 from nowcastkit import Message, NextWorker
+from nowcastkit import store as st
 from nowcastkit.config import load_config
 from nowcastkit.flow import Flow
 from nowcastkit.manager.decide import (
     CLEARED,
     Change,
     Ended,
+    Launch,
     View,
     decide,
     decide_exit,
     decide_launch,
+    decide_retry,
 )
 from nowcastkit.race import RaceGroup
 
@@ -219,3 +223,72 @@ def test_a_report_for_a_run_that_already_ended_is_acknowledged_and_decides_nothi
     assert seen(setting) == []  # after_sleep already decided run r1, as a crash
     [warning] = [text % args for level, text, args in outcome.notes if level == logging.WARNING]
     assert "run r1, which already ended as crash; after_sleep is not called again" in warning
+
+
+def with_retry(setting, view_runs: dict[str, st.Run], **fields) -> View:
+    """A view of a config whose sleep worker has ``retry: {attempts: 3, backoff: 10}``."""
+    setting[0]["message registry"]["workers"]["sleep"]["retry"] = {"attempts": 3, "backoff": 10}
+    view = make_view(setting, waiting={run_id: "sleep" for run_id in view_runs}, **fields)
+    return attrs.evolve(view, run=view_runs.get, now=1000.0, jitter=lambda: 0.0)
+
+
+def a_run(run_id: str, attempt: int = 1) -> st.Run:
+    return st.Run(run_id, "sleep", "workers.sleep", ("--sleep-time", "2"), "localhost",
+                  attempt=attempt)  # fmt: skip
+
+
+def test_a_failure_retried_finishes_the_run_stores_the_retry_and_decides_nothing_else(setting):
+    view = with_retry(setting, {"r1": a_run("r1")}, checklist={"sleepyhead": {"slept": 1}})
+    msg = Message("sleep", "failure", {"slept": 0}, id="m1", run="r1")
+    outcome = decide(request(msg), view)
+    assert (outcome.reply.type, outcome.finished, outcome.key) == ("ack", "r1", "m1")
+    assert outcome.retry == st.PendingRetry("r1", "sleep", "workers.sleep",
+                                            ("--sleep-time", "2"), "localhost", 2, 3, 1010.0,
+                                            "failure")  # fmt: skip
+    assert (outcome.change, outcome.launches, outcome.groups) == (None, (), None)
+    assert seen(setting) == []  # after_sleep waits for the last attempt
+    texts = [text % args for _level, text, args in outcome.notes]
+    assert "sleep worker run r1: failure on attempt 1/3; retrying in 10.0s" in texts
+    assert [event[0] for event in outcome.events] == ["received", "retry pending"]
+
+
+def test_the_last_attempts_outcome_is_the_one_after_worker_sees(setting):
+    view = with_retry(setting, {"r3": a_run("r3", attempt=3)})
+    outcome = decide(request(Message("sleep", "failure", run="r3")), view)
+    assert (outcome.retry, outcome.attempts, outcome.finished) == (None, (3, 3), "r3")
+    assert [msg_type for msg_type, *_ in seen(setting)] == ["failure"]
+    success = decide(request(Message("sleep", "success", run="r3")), view)
+    assert (success.retry, success.attempts) == (None, (3, 3))
+
+
+def test_a_crash_retried_is_not_its_workers_crash_yet(setting):
+    view = with_retry(setting, {"r1": a_run("r1", attempt=2)})
+    outcome = decide_exit(ended("r1"), view)
+    assert (outcome.received, outcome.exited.status, outcome.retry.attempt) == ("crash", -9, 3)
+    assert outcome.retry.due == 1020.0  # the second retry waits twice the back-off
+    assert (outcome.launches, outcome.groups, seen(setting)) == ((), None, [])
+
+
+def test_without_retry_or_for_a_run_started_by_hand_a_failure_is_final_at_once(setting):
+    plain = make_view(setting, waiting={"r1": "sleep"})
+    assert decide(request(Message("sleep", "failure", run="r1")), plain).retry is None
+    by_hand = attrs.evolve(a_run("r1"), module=st.BY_HAND)
+    view = with_retry(setting, {"r1": by_hand})
+    outcome = decide(request(Message("sleep", "failure", run="r1")), view)
+    assert (outcome.retry, outcome.attempts) == (None, (1, 3))
+    assert len(seen(setting)) == 2
+
+
+def test_a_retry_due_is_a_new_run_of_the_same_worker_whose_parent_failed(setting):
+    pending = st.PendingRetry("r1", "sleep", "workers.sleep", ("-x",), "arbutus", 2, 3, 1.0,
+                              "crash")  # fmt: skip
+    outcome = decide_retry(pending, make_view(setting))
+    (launch,) = outcome.launches
+    assert launch == Launch("run1", NextWorker("workers.sleep", ["-x"], "arbutus"), "r1", 2)
+    assert (outcome.retried, outcome.received) == ("r1", "retry")
+    assert [text % args for _level, text, args in outcome.notes] == [
+        "retrying sleep worker after run r1's crash: attempt 2/3 is run run1"
+    ]
+    gone = attrs.evolve(pending, worker="ghost", module="ghost")
+    dropped = decide_retry(gone, make_view(setting))
+    assert (dropped.launches, dropped.retried) == ((), "r1")

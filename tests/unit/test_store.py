@@ -199,7 +199,7 @@ def test_a_schema_1_store_loads_and_takes_merges(tmp_path):
     reader.conn.close()
 
     store = st.open_store(path)
-    assert st.get_meta(store, "schema") == str(st.SCHEMA_VERSION) == "3"
+    assert st.get_meta(store, "schema") == str(st.SCHEMA_VERSION) == "4"
     assert st.load_checklist(store) == expected
     with st.transaction(store):
         st.merge_checklist_entries(store, "files", {"c.nc": 3, "b.nc": 10})
