@@ -6,8 +6,10 @@
 
 DATE is YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS], local time; a bare --until date
 includes that whole day. --failed keeps runs that ended without a success*
-outcome (failure, crash, launch failed, exited without reporting). The store
-is only read, so this is safe while the manager runs. Exit status 0; 2 for a
+outcome (failure, crash, launch failed, exited without reporting). ATTEMPT is
+the run's attempt of its worker's ``retry:`` attempts (``2/3``); a run whose
+retry is pending says when it is due (``failure, retry 2/3 due 10:05:03``).
+The store is only read, so this is safe while the manager runs. Exit status 0; 2 for a
 usage or config error (a bad DATE, say) or a store that cannot be read.
 """
 
@@ -19,10 +21,20 @@ from pathlib import Path
 
 from nowcastkit import store as st
 from nowcastkit.cli.output import dump_json, duration, iso, local_time, table
-from nowcastkit.config import Config, load_config
+from nowcastkit.config import Config, load_config, worker_retry
 from nowcastkit.errors import NowcastkitError
 
-__all__ = ["add_arguments", "log_file", "open_history", "outcome", "parse_date", "run"]
+__all__ = [
+    "add_arguments",
+    "attempt",
+    "log_file",
+    "open_history",
+    "outcome",
+    "parse_date",
+    "read_runs",
+    "retry_note",
+    "run",
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,28 +50,55 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     since = parse_date(args.since, "--since") if args.since else None
     until = parse_date(args.until, "--until", end_of_day=True) if args.until else None
-    store = open_history(config)
-    try:
-        runs = st.history(store, since, until, args.worker, args.failed) if store else []
-    finally:
-        if store:
-            store.conn.close()
+    runs, retries = read_runs(config, since, until, args.worker, args.failed)
     runs = runs[: args.limit] if args.limit > 0 else runs
     if args.json:
-        print(dump_json([as_dict(config, r) for r in runs]))
+        print(dump_json([as_dict(config, r, retries.get(r.run_id)) for r in runs]))
         return 0
     if not runs:
         print("no runs match")
         return 0
     rows = [
-        [r.run_id, r.worker, " ".join(r.args), _host(r), local_time(r.launched),
-         local_time(r.finished), duration(r.finished and r.finished - r.launched), outcome(r),
-         log_file(config, r) or "-"]
+        [r.run_id, r.worker, " ".join(r.args), _host(r), attempt(config, r),
+         local_time(r.launched), local_time(r.finished),
+         duration(r.finished and r.finished - r.launched),
+         outcome(r) + retry_note(retries.get(r.run_id)), log_file(config, r) or "-"]
         for r in runs
     ]  # fmt: skip
-    headers = ["RUN", "WORKER", "ARGS", "HOST", "STARTED", "FINISHED", "TOOK", "OUTCOME", "LOG"]
+    headers = ["RUN", "WORKER", "ARGS", "HOST", "ATTEMPT", "STARTED", "FINISHED", "TOOK",
+               "OUTCOME", "LOG"]  # fmt: skip
     print(table(headers, rows))
     return 0
+
+
+def read_runs(
+    config: Config, since: float | None = None, until: float | None = None,
+    worker: str | None = None, failed: bool = False,
+) -> tuple[list[st.Run], dict[str, st.PendingRetry]]:  # fmt: skip
+    """The runs matching the filters, newest first, and the retries pending, by parent run."""
+    store = open_history(config)
+    if store is None:
+        return [], {}
+    try:
+        runs = st.history(store, since, until, worker, failed)
+        return runs, {retry.parent: retry for retry in st.pending_retries(store)}
+    finally:
+        store.conn.close()
+
+
+def attempt(config: Config, r: st.Run) -> str:
+    """``2/3`` for a worker with ``retry:``; the bare number, or ``-`` for 1, without."""
+    policy = worker_retry(config, r.worker)
+    if policy is not None:
+        return f"{r.attempt}/{policy.attempts}"
+    return "-" if r.attempt == 1 else str(r.attempt)
+
+
+def retry_note(retry: st.PendingRetry | None) -> str:
+    """``, retry 2/3 due 10:05:03`` after the outcome of a run whose retry is pending."""
+    if retry is None:
+        return ""
+    return f", retry {retry.attempt}/{retry.attempts} due {local_time(retry.due, False)}"
 
 
 def parse_date(text: str, option: str, end_of_day: bool = False) -> float:
@@ -110,11 +149,14 @@ def _host(r: st.Run) -> str:
     return r.host if job is None else f"{r.host} job {job}"
 
 
-def as_dict(config: Config, r: st.Run) -> dict:
+def as_dict(config: Config, r: st.Run, retry: st.PendingRetry | None = None) -> dict:
+    policy = worker_retry(config, r.worker)
     return {
         "run": r.run_id, "worker": r.worker, "module": r.module, "args": list(r.args),
         "host": r.host, "pid": r.pid, "parent": r.parent, "started": iso(r.launched),
         "finished": iso(r.finished), "seconds": r.finished and round(r.finished - r.launched, 3),
         "outcome": outcome(r), "exit status": r.exit_status, "log": log_file(config, r) or None,
-        "job id": (r.handle or {}).get("job id"),
+        "job id": (r.handle or {}).get("job id"), "attempt": r.attempt,
+        "attempts": policy.attempts if policy else None,
+        "retry due": iso(retry.due) if retry else None,
     }  # fmt: skip

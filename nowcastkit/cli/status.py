@@ -26,7 +26,7 @@ from circus.exc import CallError
 from nowcastkit import checklist as checklist_file
 from nowcastkit import scheduler
 from nowcastkit import store as st
-from nowcastkit.cli.history import open_history, outcome
+from nowcastkit.cli.history import outcome, read_runs, retry_note
 from nowcastkit.cli.output import dump_json, duration, iso, local_time, table
 from nowcastkit.config import Config, load_config
 from nowcastkit.control import ManagerUnreachable, ask, control_endpoint
@@ -120,19 +120,15 @@ def _read_checklist(path: Path) -> dict:
 def _today(config: Config, now: float) -> list[dict]:
     """The newest run today of each registered worker (and of any other that ran)."""
     midnight = dt.datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    store = open_history(config)
-    try:
-        runs = st.history(store, since=midnight.timestamp()) if store else []
-    finally:
-        if store:
-            store.conn.close()
+    runs, retries = read_runs(config, since=midnight.timestamp())
     newest: dict[str, st.Run] = {}
     for r in runs:
         newest.setdefault(r.worker, r)
     names = list(config["message registry"]["workers"]) + sorted(set(newest) - set(
         config["message registry"]["workers"]))  # fmt: skip
     return [
-        {"worker": name, "outcome": outcome(newest[name]), "run": newest[name].run_id,
+        {"worker": name, "outcome": outcome(newest[name]) + retry_note(retries.get(
+            newest[name].run_id)), "run": newest[name].run_id,
          "started": iso(newest[name].launched), "finished": iso(newest[name].finished)}
         if name in newest else
         {"worker": name, "outcome": None, "run": None, "started": None, "finished": None}
@@ -194,6 +190,11 @@ def _render_manager(manager: dict) -> list[str]:
     for group in manager["race groups"]:
         lines.append(f"  race group waiting for {', '.join(group['waiting'])}; "
                      f"holding {', '.join(group['held']) or 'nothing yet'}")  # fmt: skip
+    for retry in manager.get("retries") or []:
+        lines.append(f"  retry pending: {retry['worker']} worker: attempt {retry['attempt']}/"
+                     f"{retry['attempts']} after run {retry['after run']}'s {retry['after']}, "
+                     f"due {local_time(retry['due'])} "
+                     f"(in {duration(max(0.0, retry['due'] - time.time()))})")  # fmt: skip
     lines.append("")
     if not manager["running"]:
         lines.append("workers running now: none")

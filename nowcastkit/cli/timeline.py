@@ -5,8 +5,9 @@
 
 Bars are coloured by outcome (green success, red failure, orange crash — killed,
 timed out or exited without reporting — blue still running, grey anything else);
-an arrow goes from a run to each run it launched.
-Hover over a bar for its run id, times and outcome. Written by hand as SVG, so
+an arrow goes from a run to each run it launched, and to its retry. A retry
+still pending is a dashed outline at the time it is due.
+Hover over a bar for its run id, attempt, times and outcome. Written by hand as SVG, so
 it needs no plotting library; .html wraps the same SVG in a page, and .png
 hands it to rsvg-convert (Debian's librsvg2-bin) when that is installed.
 Exit status 0; 2 for a usage or config error (a bad --date or -o, say).
@@ -19,11 +20,12 @@ import datetime as dt
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from nowcastkit import store as st
-from nowcastkit.cli.history import open_history, outcome
+from nowcastkit.cli.history import attempt, outcome, read_runs, retry_note
 from nowcastkit.cli.output import dump_json, duration, local_time
 from nowcastkit.config import load_config
 from nowcastkit.errors import NowcastkitError
@@ -65,13 +67,10 @@ def run(args: argparse.Namespace) -> int:
         )
     start = dt.datetime.combine(day, dt.time()).timestamp()
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time()).timestamp()
-    store = open_history(config)
-    try:
-        runs = st.history(store, since=start, until=end) if store else []
-    finally:
-        if store:
-            store.conn.close()
-    picture = svg(sorted(runs, key=lambda r: r.launched), f"nowcast runs on {day}", time.time())
+    runs, retries = read_runs(config, since=start, until=end)
+    attempts = {r.run_id: attempt(config, r) for r in runs}
+    picture = svg(sorted(runs, key=lambda r: r.launched), f"nowcast runs on {day}", time.time(),
+                  retries, attempts)  # fmt: skip
     if output.suffix == ".html":
         picture = _html(picture, f"nowcast runs on {day}")
     if converter:
@@ -107,8 +106,14 @@ def colour(result: str) -> str:
     return COLOURS["other"]
 
 
-def svg(runs: list[st.Run], title: str, now: float) -> str:
-    """The SVG picture of *runs* (oldest first)."""
+def svg(
+    runs: list[st.Run], title: str, now: float,
+    retries: Mapping[str, st.PendingRetry] | None = None,
+    attempts: Mapping[str, str] | None = None,
+) -> str:  # fmt: skip
+    """The SVG picture of *runs* (oldest first), with the *retries* pending after them (by
+    parent run) and each run's attempt as ``history.attempt`` words it."""
+    retries = {p: r for p, r in (retries or {}).items() if any(p == x.run_id for x in runs)}
     workers = list(dict.fromkeys(r.worker for r in runs))
     height = _TOP + _ROW * max(1, len(workers)) + 60
     parts = [
@@ -123,7 +128,7 @@ def svg(runs: list[st.Run], title: str, now: float) -> str:
         parts.append(f'<text x="{_LABEL}" y="{_TOP + 20}">no runs</text></svg>')
         return "\n".join(parts)
     first = min(r.launched for r in runs)
-    last = max(r.finished or now for r in runs)
+    last = max([r.finished or now for r in runs] + [r.due for r in retries.values()])
     scale = _WIDTH / max(last - first, 1.0)
 
     def x(when: float) -> float:
@@ -137,7 +142,15 @@ def svg(runs: list[st.Run], title: str, now: float) -> str:
     parts += _ticks(first, last, x, _TOP + _ROW * len(workers))
     by_id = {r.run_id: r for r in runs}
     for r in runs:
-        parts.append(_bar(r, x, rows[r.worker], now))
+        parts.append(_bar(r, x, rows[r.worker], now, (attempts or {}).get(r.run_id, "-"),
+                          retries.get(r.run_id)))  # fmt: skip
+    for retry in retries.values():
+        due = local_time(retry.due)
+        tip = f"{retry.worker}: attempt {retry.attempt}/{retry.attempts} due {due}"
+        parts.append(f'<rect class="retry" data-parent={quoteattr(retry.parent)} '
+                     f'x="{x(retry.due)}" y="{rows[retry.worker]}" width="6" height="{_BAR}" '
+                     f'fill="none" stroke="#424242" stroke-dasharray="2,2">'
+                     f"<title>{escape(tip)}</title></rect>")  # fmt: skip
     for r in runs:
         parent = by_id.get(r.parent) if r.parent else None
         if parent is not None:
@@ -151,13 +164,16 @@ def svg(runs: list[st.Run], title: str, now: float) -> str:
     return "\n".join(parts)
 
 
-def _bar(r: st.Run, x, y: float, now: float) -> str:
+def _bar(r: st.Run, x, y: float, now: float, attempt: str, retry: st.PendingRetry | None) -> str:
     result = outcome(r)
     x1, x2 = x(r.launched), x(r.finished or now)
-    tip = (f"{r.worker} run {r.run_id}: {result}\n{local_time(r.launched)} to "
+    which = "" if attempt == "-" else f" (attempt {attempt})"
+    tip = (f"{r.worker} run {r.run_id}{which}: {result}{retry_note(retry)}\n"
+           f"{local_time(r.launched)} to "
            f"{local_time(r.finished)} ({duration((r.finished or now) - r.launched)})")  # fmt: skip
     return (
         f'<rect class="run" data-run={quoteattr(r.run_id)} data-outcome={quoteattr(result)} '
+        f"data-attempt={quoteattr(attempt)} "
         f'x="{x1}" y="{y}" width="{max(x2 - x1, 3)}" height="{_BAR}" rx="2" '
         f'fill="{colour(result)}"><title>{escape(tip)}</title></rect>'
     )

@@ -1,6 +1,6 @@
 """The control socket's read-only commands; the tools ask them through :mod:`nowcastkit.control`.
 
-    ask(control_endpoint(config), {"command": "status"})   # pid, start, runs, race groups
+    ask(control_endpoint(config), {"command": "status"})   # pid, start, runs, groups, retries
     ask(control_endpoint(config), {"command": "checklist", "keys": ["sleepyhead"]})
     ask(control_endpoint(config), {"command": "cancel", "run": "4f1c…", "by": "ops"})
 
@@ -37,8 +37,13 @@ def status(ledger: Ledger, supervisor: Supervisor, facts: dict) -> dict:
         {"waiting": sorted(group.waiting), "held": [w.module for w in group.held]}
         for group in ledger.groups
     ]
+    retries = [
+        {"worker": retry.worker, "after run": retry.parent, "after": retry.after,
+         "attempt": retry.attempt, "attempts": retry.attempts, "due": retry.due}
+        for retry in sorted(ledger.retries.values(), key=lambda retry: retry.due)
+    ]  # fmt: skip
     return {
-        "ok": True, **facts, "running": running, "race groups": groups,
+        "ok": True, **facts, "running": running, "race groups": groups, "retries": retries,
         "checklist keys": sorted(map(str, ledger.checklist)),
     }  # fmt: skip
 

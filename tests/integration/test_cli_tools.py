@@ -85,8 +85,8 @@ def test_history_shows_runs_with_outcomes_logs_and_filters(running_system):
     result = nowcastkit(running_system, "history")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["RUN", "WORKER", "ARGS", "HOST", "STARTED", "FINISHED", "TOOK",
-                                "OUTCOME", "LOG"]  # fmt: skip
+    assert lines[0].split() == ["RUN", "WORKER", "ARGS", "HOST", "ATTEMPT", "STARTED",
+                                "FINISHED", "TOOK", "OUTCOME", "LOG"]  # fmt: skip
     assert len(lines) == 4
     row = next(line for line in lines if line.startswith(sleep["run"]))
     assert " sleep " in row and "--sleep-time 0" in row and " success " in row

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 import pytest
 from conftest import child_env, wait_for
@@ -14,6 +17,7 @@ from tests.integration import alert_servers
 pytestmark = pytest.mark.timeout(60)
 
 webhook = alert_servers.webhook
+SVG = "{http://www.w3.org/2000/svg}"
 
 # Fails (a WorkerError, so a `failure` message) its first N runs, N its argument; a count
 # of its runs is kept beside the config file.
@@ -207,6 +211,38 @@ def test_a_retry_pending_when_the_manager_is_killed_still_happens_once(toy_syste
     ]  # fmt: skip
     assert pending(toy_system) == [] and calls(toy_system, "flaky") == "success\n"
     assert restarted.output().count("retrying flaky worker") == 1
+
+
+def test_history_status_and_timeline_show_attempts_and_a_pending_retry_with_when_it_is_due(
+    toy_system,
+):
+    with_retrying_workers(toy_system, backoff=30)
+    toy_system.start_broker()
+    toy_system.start_manager()
+    first = launch(toy_system, "flaky", "1")
+    wait_for(lambda: pending(toy_system), "a pending retry")
+
+    history = cli(toy_system, "history")
+    assert history.returncode == 0, history.stderr
+    header, row = history.stdout.splitlines()
+    assert "ATTEMPT" in header and first in row and " 1/3 " in row
+    assert "failure, retry 2/3 due " in row
+    (entry,) = json.loads(cli(toy_system, "history", "--json").stdout)
+    assert (entry["attempt"], entry["attempts"]) == (1, 3) and entry["retry due"]
+
+    status = cli(toy_system, "status", "--no-circus")
+    assert (f"retry pending: flaky worker: attempt 2/3 after run {first}'s failure, due "
+            in status.stdout)  # fmt: skip
+    assert re.search(rf"flaky +failure, retry 2/3 due \S+ .* {first}", status.stdout)
+
+    picture = toy_system.folder / "day.svg"
+    assert cli(toy_system, "timeline", "-o", str(picture)).returncode == 0
+    rects = list(ET.parse(picture).getroot().iter(f"{SVG}rect"))
+    (bar,) = [rect for rect in rects if rect.get("class") == "run"]
+    assert (bar.get("data-run"), bar.get("data-attempt")) == (first, "1/3")
+    assert "(attempt 1/3): failure, retry 2/3 due " in bar.find(f"{SVG}title").text
+    (retry,) = [rect for rect in rects if rect.get("class") == "retry"]
+    assert retry.get("data-parent") == first
 
 
 def cli(system, *args: str) -> subprocess.CompletedProcess:
