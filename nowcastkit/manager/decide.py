@@ -282,7 +282,7 @@ def _outcome(
     """A worker's outcome (success, failure, crash, …): checklist, after_<worker>, launches."""
     policy = worker_retry(view.config, msg.source)
     run = view.run(run_id) if policy is not None and run_id else None
-    if run is not None:
+    if run is not None and not _cancelled(exited):
         pending = retries.pending_after(policy, run, msg.type, view.now, view.jitter())
         if pending is not None:
             return _retrying(msg, key, pending, view.now, notes, answered, exited)
@@ -345,6 +345,12 @@ def _retrying(
         reply, text, answered["source"], key, answered["received"], finished=pending.parent,
         exited=exited, retry=pending, notes=(*notes, note), events=(*answered["events"], event),
     )  # fmt: skip
+
+
+def _cancelled(exited: Ended | None) -> bool:
+    """A run an operator cancelled: its crash is final, not retried."""
+    reason = exited.crash.payload.get("reason") if exited is not None else None
+    return isinstance(reason, str) and reason.startswith("cancelled by ")
 
 
 def decide_retry(pending: st.PendingRetry, view: View) -> Outcome:

@@ -269,6 +269,15 @@ def test_a_crash_retried_is_not_its_workers_crash_yet(setting):
     assert (outcome.launches, outcome.groups, seen(setting)) == ((), None, [])
 
 
+def test_a_run_an_operator_cancelled_is_not_retried(setting):
+    view = with_retry(setting, {"r1": a_run("r1")})
+    cancelled = ended("r1")
+    cancelled.crash.payload["reason"] = "cancelled by ops"
+    outcome = decide_exit(cancelled, view)
+    assert (outcome.received, outcome.retry, outcome.attempts) == ("crash", None, (1, 3))
+    assert [msg_type for msg_type, *_ in seen(setting)] == ["crash"]
+
+
 def test_without_retry_or_for_a_run_started_by_hand_a_failure_is_final_at_once(setting):
     plain = make_view(setting, waiting={"r1": "sleep"})
     assert decide(request(Message("sleep", "failure", run="r1")), plain).retry is None
