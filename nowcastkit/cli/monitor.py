@@ -139,6 +139,13 @@ def describe(event: dict) -> str:
         how = payload.get("signal") or ("no exit status" if status is None else
                                         f"exit status {status}")  # fmt: skip
         return f"run {event['run']}: {payload.get('reason')} ({how})"
+    if kind == "retry pending":
+        due = local_time(event["due"], with_date=False)
+        return (f"run {event['run']}: {event['after']}; attempt {event['attempt']}/"
+                f"{event['attempts']} due {due}")  # fmt: skip
+    if kind == "retry":
+        return (f"attempt {event['attempt']}/{event['attempts']} is run {event['run']}, "
+                f"after run {event['parent']}")  # fmt: skip
     if kind == "group opened":
         return f"race group waiting for {', '.join(event['waiting'])}"
     if kind == "group released":

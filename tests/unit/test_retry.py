@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as s
 
 from nowcastkit import store as st
+from nowcastkit.cli.monitor import describe
 from nowcastkit.retry import Retry, from_value, kind_of, pending_after, problems, wait
 
 pytestmark = pytest.mark.timeout(30)
@@ -79,3 +80,12 @@ def test_defaults_and_a_valid_value():
 ])  # fmt: skip
 def test_each_problem_names_its_key_and_value(value, found):
     assert problems(value) == found
+
+
+def test_the_monitor_words_the_retry_events():
+    pending = {"event": "retry pending", "worker": "sleep", "run": "r1", "after": "crash",
+               "attempt": 2, "attempts": 3, "due": 1764666773.0}  # fmt: skip
+    assert describe(pending).startswith("run r1: crash; attempt 2/3 due ")
+    launched = {"event": "retry", "worker": "sleep", "run": "r2", "parent": "r1",
+                "attempt": 2, "attempts": 3}  # fmt: skip
+    assert describe(launched) == "attempt 2/3 is run r2, after run r1"
