@@ -151,6 +151,14 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def start_refused(config_path: Path) -> subprocess.CompletedProcess:
+    """Start a manager on a config it should refuse; its exit status and one line on stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "nowcastkit.manager", str(config_path)],
+        capture_output=True, text=True, timeout=30, cwd=config_path.parent, env=child_env(),
+    )  # fmt: skip
+
+
 @attrs.define(eq=False)
 class System:
     """A running broker and manager for one test, and ways to talk to them."""

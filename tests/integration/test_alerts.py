@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import child_env, wait_for
+from conftest import child_env, start_refused, wait_for
 
 from nowcastkit.alerts import Notifier, channels, crash_alert
 from nowcastkit.config import Config
@@ -200,10 +200,7 @@ def test_a_bad_alerts_section_is_one_line_from_validate_and_at_start(toy_system,
     )  # fmt: skip
     assert validate.returncode == 1
     assert validate.stdout.splitlines()[0] == f"{toy_system.config_path}: {problem}"
-    manager = subprocess.run(
-        [sys.executable, "-m", "nowcastkit.manager", str(toy_system.config_path)],
-        capture_output=True, text=True, timeout=30, cwd=toy_system.folder, env=child_env(),
-    )  # fmt: skip
+    manager = start_refused(toy_system.config_path)
     assert manager.returncode == 2
     assert manager.stderr == f"manager: {toy_system.config_path}: {problem}\n"
 

@@ -9,7 +9,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import child_env, wait_for
+from conftest import child_env, start_refused, wait_for
 
 from nowcastkit import store as st
 from tests.integration import alert_servers
@@ -269,9 +269,6 @@ def test_a_bad_retry_is_one_line_from_validate_and_at_start(toy_system, retry, p
     validate = cli(toy_system, "validate")
     assert validate.returncode == 1
     assert validate.stdout.splitlines() == [line, f"{toy_system.config_path}: 1 problem"]
-    manager = subprocess.run(
-        [sys.executable, "-m", "nowcastkit.manager", str(toy_system.config_path)],
-        capture_output=True, text=True, timeout=30, cwd=toy_system.folder, env=child_env(),
-    )  # fmt: skip
+    manager = start_refused(toy_system.config_path)
     assert manager.returncode == 2
     assert manager.stderr == f"manager: {line}\n"
