@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import attrs
 import pytest
+import yaml
+from conftest import base_config
 from hypothesis import given
 from hypothesis import strategies as s
 
 from nowcastkit import store as st
 from nowcastkit.cli.monitor import describe
+from nowcastkit.config import load_config, worker_retry
 from nowcastkit.retry import Retry, from_value, kind_of, pending_after, problems, wait
 
 pytestmark = pytest.mark.timeout(30)
@@ -89,3 +92,12 @@ def test_the_monitor_words_the_retry_events():
     launched = {"event": "retry", "worker": "sleep", "run": "r2", "parent": "r1",
                 "attempt": 2, "attempts": 3}  # fmt: skip
     assert describe(launched) == "attempt 2/3 is run r2, after run r1"
+
+
+def test_worker_retry_reads_the_registry_entry(tmp_path):
+    config = base_config(tmp_path)
+    config["message registry"]["workers"]["sleep"]["retry"] = {"attempts": 2, "backoff": 1.5}
+    (tmp_path / "nowcast.yaml").write_text(yaml.safe_dump(config))
+    loaded = load_config(tmp_path / "nowcast.yaml")
+    assert worker_retry(loaded, "sleep") == Retry(2, 1.5, 900.0)
+    assert worker_retry(loaded, "awaken") is None and worker_retry(loaded, "ghost") is None

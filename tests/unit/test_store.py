@@ -299,3 +299,34 @@ def test_a_schema_2_store_is_read_as_it_is_then_keeps_launcher_handles(tmp_path)
     [run] = st.unfinished_runs(store)
     assert (run.pid, run.handle) == (42, {"launcher": "slurm", "job id": 7})
     store.conn.close()
+
+
+def test_a_schema_3_store_reads_as_first_attempts_then_keeps_attempts_and_pending_retries(
+    tmp_path,
+):
+    path = tmp_path / "state.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA_2_RUNS + "ALTER TABLE runs ADD COLUMN handle TEXT;")
+    conn.close()
+    reader = st.open_read_only(path)  # an operator tool, before the manager upgraded it
+    assert [run.attempt for run in st.history(reader)] == [1]
+    assert st.pending_retries(reader) == []
+    reader.conn.close()
+
+    store = st.open_store(path)
+    retry = st.PendingRetry("r2", "sleep", "workers.sleep", ("-x",), "arbutus", 3, 4, 99.5,
+                            "failure nowcast")  # fmt: skip
+    with st.transaction(store):
+        st.add_run(store, st.Run("r2", "sleep", "workers.sleep", ("-x",), "arbutus",
+                                 parent="r1", attempt=2))  # fmt: skip
+        st.add_pending_retry(store, retry)
+    store.conn.close()
+    store = st.open_store(path)
+    assert [(run.run_id, run.attempt) for run in st.unfinished_runs(store)] == [
+        ("r1", 1), ("r2", 2),
+    ]  # fmt: skip
+    assert st.pending_retries(store) == [retry]
+    with st.transaction(store):
+        st.take_pending_retry(store, "r2")
+    assert st.pending_retries(store) == []
+    store.conn.close()
