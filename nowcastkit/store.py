@@ -36,8 +36,10 @@ __all__ = [
     "Store",
     "add_pending_retry",
     "add_run",
+    "deadline_states",
     "ended_as",
     "finish_run",
+    "first_message",
     "get_meta",
     "handled_reply",
     "history",
@@ -49,6 +51,7 @@ __all__ = [
     "pending_retries",
     "prune",
     "put_checklist",
+    "record_deadline",
     "record_message",
     "runs_named",
     "save_groups",
@@ -90,6 +93,9 @@ CREATE TABLE IF NOT EXISTS pending_retries (
     parent TEXT PRIMARY KEY, worker TEXT NOT NULL, module TEXT NOT NULL, args TEXT NOT NULL,
     host TEXT NOT NULL, attempt INTEGER NOT NULL, attempts INTEGER NOT NULL,
     due REAL NOT NULL, after TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deadlines (
+    name TEXT NOT NULL, day TEXT NOT NULL, state TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (name, day));
 """
 
 
@@ -238,6 +244,30 @@ def record_message(store: Store, msg_id: str, source: str, msg_type: str, reply:
         "INSERT OR REPLACE INTO messages (id, source, type, received, reply) VALUES (?,?,?,?,?)",
         (msg_id, source, msg_type, time.time(), reply),
     )
+
+
+def first_message(store: Store, source: str, msg_type: str, since: float, until: float):
+    """When the first *msg_type* message from *source* in [*since*, *until*) was handled."""
+    row = store.conn.execute(
+        "SELECT MIN(received) FROM messages WHERE source = ? AND type = ?"
+        " AND received >= ? AND received < ?",
+        (source, msg_type, since, until),
+    ).fetchone()
+    return row[0]
+
+
+def record_deadline(store: Store, name: str, day: str, state: str, at: float) -> None:
+    """Deadline *name*'s state on *day* (ISO date in its zone): missed, met, late, recovered."""
+    store.conn.execute(
+        "INSERT OR REPLACE INTO deadlines (name, day, state, at) VALUES (?, ?, ?, ?)",
+        (name, day, state, at),
+    )
+
+
+def deadline_states(store: Store, since_day: str) -> dict[tuple[str, str], str]:
+    """The recorded ``(name, day) -> state`` of days from *since_day* (ISO) on."""
+    rows = store.conn.execute("SELECT name, day, state FROM deadlines WHERE day >= ?", (since_day,))
+    return {(name, day): state for name, day, state in rows}
 
 
 def add_run(store: Store, run: Run) -> None:
@@ -436,6 +466,7 @@ def prune(store: Store, older_than: float) -> tuple[int, int]:
     runs = store.conn.execute(
         "DELETE FROM runs WHERE finished IS NOT NULL AND finished < ?", (older_than,)
     )
+    store.conn.execute("DELETE FROM deadlines WHERE at < ?", (older_than,))
     return messages.rowcount, runs.rowcount
 
 

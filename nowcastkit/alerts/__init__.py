@@ -24,6 +24,7 @@ from nowcastkit.alerts.alert import (
     EVENTS,
     Alert,
     crash_alert,
+    deadline_alert,
     email_text,
     failure_alert,
     probe_alert,
@@ -31,7 +32,7 @@ from nowcastkit.alerts.alert import (
     webhook_body,
     with_attempts,
 )
-from nowcastkit.alerts.channels import Channel, Email, Webhook, channels, problems
+from nowcastkit.alerts.channels import Channel, Email, Heartbeat, Webhook, channels, problems
 from nowcastkit.alerts.notifier import Notifier
 
 __all__ = [
@@ -39,10 +40,12 @@ __all__ = [
     "Alert",
     "Channel",
     "Email",
+    "Heartbeat",
     "Notifier",
     "Webhook",
     "channels",
     "crash_alert",
+    "deadline_alert",
     "email_text",
     "failure_alert",
     "probe_alert",

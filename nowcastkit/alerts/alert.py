@@ -19,6 +19,7 @@ __all__ = [
     "TAIL_LINES",
     "Alert",
     "crash_alert",
+    "deadline_alert",
     "email_subject",
     "email_text",
     "failure_alert",
@@ -29,10 +30,11 @@ __all__ = [
 ]
 
 #: The kinds of alert the manager raises today; a channel's ``events`` names some of them.
-EVENTS = ("crash", "failure", "recovered")
+EVENTS = ("crash", "failure", "recovered", "missed", "met late")
 #: How many of a run's last log lines an alert carries.
 TAIL_LINES = 20
-_KINDS = (*EVENTS, "test")
+#: "heartbeat" is the day's ping of the heartbeat URL, never sent to a channel.
+_KINDS = (*EVENTS, "test", "heartbeat")
 
 
 @attrs.frozen(eq=False)
@@ -104,6 +106,27 @@ def recovered_alert(host: str, runs: list[str], restarted: int) -> Alert:
     if restarted:
         details["started again"] = f"{restarted} committed but never started"
     return Alert("recovered", f"manager restarted with {count}", host, details=details)
+
+
+def deadline_alert(
+    host: str, name: str, what: str, by: str, worker: str | None, met_at: float | None = None,
+    missed: bool = True,
+) -> Alert:  # fmt: skip
+    """Deadline *name* (*what* by *by*) passed unmet (*missed*), or was met at *met_at*.
+
+    A missed one met before the alert could go (the manager was down) says both, as
+    ``missed``; the note after a ``missed`` alert is ``met late``.
+    """
+    details: dict[str, Any] = {"deadline": name, "expected": f"{what} by {by}"}
+    late = "" if met_at is None else time.strftime("%H:%M:%S %z", time.localtime(met_at))
+    if late:
+        details["met at"] = late
+    if missed:
+        summary = f"deadline {name!r} missed: no {what} by {by}" + (
+            f" (met late, at {late})" if late else "")  # fmt: skip
+        return Alert("missed", summary, host, worker, details=details)
+    return Alert("met late", f"deadline {name!r} met late, at {late}", host, worker,
+                 details=details)  # fmt: skip
 
 
 def probe_alert(host: str, channel: str) -> Alert:

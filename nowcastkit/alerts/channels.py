@@ -32,7 +32,7 @@ from nowcastkit.alerts.alert import EVENTS, Alert, email_subject, email_text, we
 from nowcastkit.config import Config
 from nowcastkit.errors import AlertError, ConfigError
 
-__all__ = ["Channel", "Email", "Webhook", "channels", "problems"]
+__all__ = ["Channel", "Email", "Heartbeat", "Webhook", "channels", "problems"]
 
 _FILTERS = ("events", "workers")
 _EMAIL_KEYS = ("host", "port", "starttls", "ca file", "user", "password", "from", "to")
@@ -46,27 +46,52 @@ class Webhook:
 
     @property
     def where(self) -> str:
-        """The URL without its path and query, which are the secret part of a webhook's."""
-        parts = urlsplit(self.url)
-        port = f":{parts.port}" if parts.port else ""
-        return f"webhook to {parts.scheme}://{parts.hostname}{port}/…"
+        return f"webhook to {_shown(self.url)}"
 
     def send(self, alert: Alert, timeout: float) -> None:
-        request = urllib.request.Request(
-            self.url, json.dumps(webhook_body(alert)).encode(), method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": "nowcastkit"},
-        )  # fmt: skip
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                response.read(65536)
-        except urllib.error.HTTPError as err:
-            # Worth another try only when the far end says it is its trouble, or busy.
-            again = err.code >= 500 or err.code == 429
-            raise AlertError(f"{self.where}: HTTP {err.code} {err.reason}", again) from None
-        except urllib.error.URLError as err:
-            raise AlertError(f"{self.where}: {_reason(err.reason)}", True) from None
-        except (OSError, HTTPException) as err:  # a timeout or a reset while reading
-            raise AlertError(f"{self.where}: {_reason(err)}", True) from None
+        body = json.dumps(webhook_body(alert)).encode()
+        _request(self.url, self.where, timeout, body, {"Content-Type": "application/json"})
+
+
+@attrs.frozen
+class Heartbeat:
+    """A dead-man's switch (a healthchecks-style URL): a GET says the day's deadlines are met."""
+
+    url: str = attrs.field(repr=False)
+
+    @property
+    def where(self) -> str:
+        return f"heartbeat to {_shown(self.url)}"
+
+    def send(self, alert: Alert, timeout: float) -> None:
+        _request(self.url, self.where, timeout)
+
+
+def _shown(url: str) -> str:
+    """*url* without its path and query, which are the secret part of a webhook's or a ping's."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}/…"
+
+
+def _request(url: str, where: str, timeout: float, body: bytes | None = None,
+             headers: dict | None = None) -> None:  # fmt: skip
+    """POST *body* to *url* (GET without one); AlertError, naming only *where*, if it fails."""
+    request = urllib.request.Request(
+        url, body, method="POST" if body is not None else "GET",
+        headers={**(headers or {}), "User-Agent": "nowcastkit"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read(65536)
+    except urllib.error.HTTPError as err:
+        # Worth another try only when the far end says it is its trouble, or busy.
+        again = err.code >= 500 or err.code == 429
+        raise AlertError(f"{where}: HTTP {err.code} {err.reason}", again) from None
+    except urllib.error.URLError as err:
+        raise AlertError(f"{where}: {_reason(err.reason)}", True) from None
+    except (OSError, HTTPException) as err:  # a timeout or a reset while reading
+        raise AlertError(f"{where}: {_reason(err)}", True) from None
 
 
 @attrs.frozen
@@ -131,7 +156,7 @@ class Channel:
     """A named way out, and the alerts it takes (every kind, every worker when None)."""
 
     name: str
-    sink: Webhook | Email
+    sink: Webhook | Email | Heartbeat
     events: frozenset[str] | None = None
     workers: frozenset[str] | None = None
 

@@ -43,6 +43,8 @@ class Notifier:
 
     #: Replaced whole on reload: the thread reads it once per alert.
     channels: tuple[Channel, ...]
+    #: Where a ``heartbeat`` alert goes (a GET), and nothing else; None without ``heartbeat url``.
+    heartbeat: Channel | None = None
     capacity: int = 100
     window: float = 600.0
     timeout: float = 5.0
@@ -64,7 +66,10 @@ class Notifier:
         self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
         self._thread.start()
         names = ", ".join(f"{c.name} ({c.where})" for c in self.channels)
-        log.info("alerts go to %s", names)
+        if names:
+            log.info("alerts go to %s", names)
+        if self.heartbeat is not None:
+            log.info("the day's heartbeat goes to %s", self.heartbeat.where)
 
     def submit(self, alert: Alert, now: float | None = None) -> bool:
         """Queue *alert* unless an identical one went out within the window; never blocks."""
@@ -121,10 +126,12 @@ class Notifier:
         if not alert.log_lines and alert.log_path:
             alert = attrs.evolve(alert, log_lines=_tail(Path(alert.log_path)))
         results = []
-        for channel in self.channels:
-            if channel.wants(alert):
-                error = self._send(channel, alert)
-                results.append((channel, error))
+        if alert.kind == "heartbeat":
+            targets = (self.heartbeat,) if self.heartbeat is not None else ()
+        else:
+            targets = tuple(c for c in self.channels if c.wants(alert))
+        for channel in targets:
+            results.append((channel, self._send(channel, alert)))
         return results
 
     def _send(self, channel: Channel, alert: Alert) -> AlertError | None:

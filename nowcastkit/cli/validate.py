@@ -9,7 +9,8 @@ module that will not import, registered workers without ``after_<worker>``,
 the next workers module (``NextWorker("...")``) or the schedule that cannot be
 found or are not registered, and every bad ``scheduled workers`` entry
 (``every``, ``at``, ``timezone``, ``catch up`` ...), and every bad ``alerts``
-channel (an unknown kind, a bad port, no ``to``, an unknown event or worker).
+channel (an unknown kind, a bad port, no ``to``, an unknown event or worker),
+and every bad ``deadlines`` entry (a bad time, an unknown time zone, worker or days).
 Exit status 0 when valid, 1 when not (a config file that cannot be read
 included); 2 for a usage error, such as a --payload that is not YAML.
 ``--dry-run WORKER TYPE`` calls ``after_<worker>`` on a copy of the current
@@ -29,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from nowcastkit import alerts, race
+from nowcastkit import alerts, deadlines, race
 from nowcastkit import checklist as checklist_file
 from nowcastkit.config import Config, check
 from nowcastkit.errors import ConfigError, FlowError, NowcastkitError
@@ -77,6 +78,7 @@ def problems(path: Path) -> tuple[list[ConfigError], Config | None, Flow | None]
     config = Config(data, Path(path).expanduser().absolute())
     found.extend(_host_problems(config))
     found.extend(alerts.problems(config))
+    found.extend(deadlines.problems(config))
     registry = data.get("message registry")
     if not (
         isinstance(registry, dict)

@@ -273,6 +273,19 @@ class Ledger:
         for run_id in failed_ids:
             self.waiting.pop(run_id, None)
 
+    def first_message(self, source: str, msg_type: str, since: float, until: float):
+        """When *source* first sent a *msg_type* message handled in [*since*, *until*)."""
+        return st.first_message(self.store, source, msg_type, since, until)
+
+    def deadline_states(self, since_day: str) -> dict[tuple[str, str], str]:
+        return st.deadline_states(self.store, since_day)
+
+    def record_deadlines(self, rows: Iterable[tuple[str, str, str, float]]) -> None:
+        """Deadlines' new states, ``(name, day, state, at)``, in one transaction."""
+        with st.transaction(self.store):
+            for row in rows:
+                st.record_deadline(self.store, *row)
+
     def unfinished(self) -> list[st.Run]:
         return st.unfinished_runs(self.store)
 

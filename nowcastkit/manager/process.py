@@ -23,7 +23,9 @@ signals: SIGHUP reloads, SIGTERM/SIGINT stop.
 With ``alerts:`` in the config, a :class:`~nowcastkit.alerts.Notifier` sends,
 on its own thread, an alert for each run's final failure or crash (the last of
 its ``retry:`` attempts) once it is committed, and one at start when an earlier
-manager left runs unfinished.
+manager left runs unfinished. With ``deadlines:``, a
+:class:`~.deadline_watch.DeadlineWatch` judges them at their times and after
+batches, and a missed one alerts; ``heartbeat url`` is pinged when the day's are met.
 """
 
 from __future__ import annotations
@@ -43,13 +45,14 @@ import attrs
 import yaml
 import zmq
 
-from nowcastkit import alerts, lifecycle, logs
+from nowcastkit import alerts, deadlines, lifecycle, logs
 from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.control import control_endpoint
 from nowcastkit.errors import ConfigError
 from nowcastkit.flow import Flow
 from nowcastkit.manager import control as commands
+from nowcastkit.manager.deadline_watch import DeadlineWatch, announce, heartbeat_channel
 from nowcastkit.manager.decide import (
     Launch,
     Outcome,
@@ -95,25 +98,27 @@ class ManagerProcess:
     watch: lifecycle.SignalWatch | None = None
     poller: zmq.Poller | None = None
     next_prune: float = 0.0
-    #: Sends alerts on a thread of its own; None when the config has no ``alerts:``.
+    #: Sends alerts on a thread of its own; None without ``alerts:`` or ``heartbeat url``.
     notifier: alerts.Notifier | None = None
+    deadlines: DeadlineWatch = attrs.field(factory=lambda: DeadlineWatch(deadlines.Plan()))
 
     @classmethod
     def start(cls, config: Config, ignore_checklist: bool = False) -> ManagerProcess:
         """The manager with its state recovered: what the last one committed, runs watched."""
         channels = alerts.channels(config)  # a bad alerts: section stops it before anything
+        plan = deadlines.read(config)
         flow = Flow(config["message registry"]["next workers module"], Path(config.file).parent)
         flow.refresh()
         ledger = Ledger.open(config, ignore_checklist)
         supervisor = Supervisor(config, st.state_paths(config)[1])
-        manager = cls(config, flow, ledger, supervisor)
+        manager = cls(config, flow, ledger, supervisor, deadlines=DeadlineWatch(plan))
         unfinished = ledger.unfinished()
         manager.recovered, found = supervisor.recover(unfinished, manager.host)
         ledger.record_started(found, [])
-        if channels:
-            manager.notifier = alerts.Notifier(channels)
+        if channels or plan.heartbeat:
+            manager.notifier = alerts.Notifier(channels, heartbeat_channel(plan))
             manager.notifier.start()
-            if unfinished:
+            if unfinished and channels:
                 runs = [f"{run.worker} run {run.run_id}" for run in unfinished]
                 alert = alerts.recovered_alert(manager.host, runs, len(manager.recovered))
                 manager.notifier.submit(alert)
@@ -153,6 +158,8 @@ class ManagerProcess:
         ready = dict(self.poller.poll(self._timeout_ms()))
         if self.workers in ready:
             _guarded(self.serve_workers)
+        if self.deadlines.is_due(time.time(), after_batch=self.workers in ready):
+            _guarded(self.look_at_deadlines)
         if self.control in ready:
             self.serve_control()
         if self.events.socket in ready:
@@ -173,7 +180,8 @@ class ManagerProcess:
 
     def _timeout_ms(self) -> int:
         now = time.monotonic()
-        wake = [self.next_prune, self.ledger.wake_at(), self.supervisor.wake_at(now)]
+        wake = [self.next_prune, self.ledger.wake_at(), self.supervisor.wake_at(now),
+                self.deadlines.wake_at(now, time.time())]  # fmt: skip
         return max(0, int((min(t for t in wake if t is not None) - now) * 1000) + 1)
 
     def answer(self, requests: list[list[bytes]]) -> tuple[list[list[bytes]], list[Launch]]:
@@ -232,6 +240,11 @@ class ManagerProcess:
         if due:
             outcomes = self._commit(due, decide_retry, replied=False) or []
             self.launch([launch for outcome in outcomes for launch in outcome.launches])
+
+    def look_at_deadlines(self) -> None:
+        """Judge the deadlines, record what changed, then say it (log, feed, alerts)."""
+        verdicts, beat = self.deadlines.look(self.ledger, time.time())
+        announce(verdicts, beat, self.events, self.notifier, self.host)
 
     def launch(self, launches: list[Launch]) -> None:
         """Start committed runs and record their pids; one that fails does not stop the rest."""
@@ -339,6 +352,7 @@ class ManagerProcess:
             if name != self.flow.module_name:
                 self.flow = Flow(name, self.config.file.parent)
             self._reload_alerts()
+            self._reload_deadlines()
         self.flow.refresh(force=True)
 
     def _reload_alerts(self) -> None:
@@ -353,6 +367,25 @@ class ManagerProcess:
         elif bool(self.notifier) != bool(channels):
             log.warning("alerts: section %s; restart the manager for that to take effect",
                         "added" if channels else "removed")  # fmt: skip
+
+    def _reload_deadlines(self) -> None:
+        """The new deadlines, looked at once at once; a bad section keeps the old ones."""
+        try:
+            plan = deadlines.read(self.config)
+        except ConfigError as err:
+            log.error("deadlines reload failed, still watching the old ones: %s", err)
+            return
+        self.deadlines = DeadlineWatch(plan)
+        if self.notifier is not None:
+            self.notifier.heartbeat = heartbeat_channel(plan)
+        elif plan.heartbeat:
+            log.warning("heartbeat url added; restart the manager for that to take effect")
+
+
+def _check(config: Config) -> None:
+    """What stops the manager before it opens anything: a bad alerts: or deadlines: section."""
+    alerts.channels(config)
+    deadlines.read(config)
 
 
 def _receive(sock: zmq.Socket, limit: int = BATCH_SIZE) -> list[list[bytes]]:
@@ -397,6 +430,4 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     description = "The manager: answers workers, keeps the checklist, launches what comes next."
-    return lifecycle.run_process(
-        "manager", description, _serve, argv, _add_arguments, check=alerts.channels
-    )
+    return lifecycle.run_process("manager", description, _serve, argv, _add_arguments, check=_check)
