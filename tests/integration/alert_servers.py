@@ -28,12 +28,14 @@ class Post:
 
 
 class RecordingWebhook(ThreadingHTTPServer):
-    """Records each POST; answers *statuses* in turn (then 200 for ever)."""
+    """Records each POST, and each GET's path (a heartbeat's ping); answers *statuses* in
+    turn (then 200 for ever)."""
 
     daemon_threads = True
 
     def __init__(self, statuses: list[int] | None = None) -> None:
         self.posts: list[Post] = []
+        self.gets: list[str] = []
         self.statuses = list(statuses or [])
         super().__init__(("127.0.0.1", 0), _Recorder)
 
@@ -46,6 +48,14 @@ class _Recorder(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         server = self.server
         server.posts.append(Post(self.path, dict(self.headers), json.loads(body)))
+        self._answer()
+
+    def do_GET(self) -> None:
+        self.server.gets.append(self.path)
+        self._answer()
+
+    def _answer(self) -> None:
+        server = self.server
         status = server.statuses.pop(0) if server.statuses else 200
         self.send_response(status)
         self.send_header("Content-Length", "2")
