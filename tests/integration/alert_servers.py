@@ -7,6 +7,7 @@ import json
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,7 @@ import attrs
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from conftest import child_env
 
 SMTP_USER, SMTP_PASSWORD = "nowcast", "s3cret-smtp-passw0rd"
 
@@ -180,3 +182,20 @@ def refused_port():
     sock.bind(("127.0.0.1", 0))
     yield sock.getsockname()[1]
     sock.close()
+
+
+def assert_rejected(system, problem: str) -> None:
+    """``validate`` says *problem* first (exit 1), and the manager, at start, only it (exit 2)."""
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", *argv, str(system.config_path)], capture_output=True,
+            text=True, timeout=30, cwd=system.folder, env=child_env(),
+        )  # fmt: skip
+
+    validate = run("nowcastkit.cli", "validate")
+    assert validate.returncode == 1
+    assert validate.stdout.splitlines()[0] == f"{system.config_path}: {problem}"
+    manager = run("nowcastkit.manager")
+    assert manager.returncode == 2
+    assert manager.stderr == f"manager: {system.config_path}: {problem}\n"

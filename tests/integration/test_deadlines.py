@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import pytest
 from conftest import wait_for
 
 from tests.integration import alert_servers
@@ -78,3 +79,24 @@ def test_a_met_deadline_sends_no_alert_and_pings_the_heartbeat_once(toy_system, 
     toy_system.send("sleep", "success")
     assert webhook.gets == ["/ping/0b1e5ecret"] and webhook.posts == []
     assert "0b1e5ecret" not in toy_system.manager.output()
+
+
+def entry(**more) -> dict:
+    return {"name": "slept", "worker": "sleep", "by": "06:30", "timezone": "UTC", **more}
+
+
+@pytest.mark.parametrize(("bad", "problem"), [
+    (entry(by="6.30"), "deadlines[0].by: got '6.30', expected a quoted \"HH:MM\" or "
+                       "\"HH:MM:SS\", 00:00 to 23:59"),
+    (entry(timezone="Pacific/Vancouver"), "deadlines[0].timezone: got 'Pacific/Vancouver', "
+                                          "expected an IANA time zone such as America/Vancouver "
+                                          "or UTC"),
+    (entry(worker="make_feeds"), "deadlines[0].worker: got 'make_feeds', expected a worker in "
+                                 "message registry.workers"),
+    (entry(days="workdays"), "deadlines[0].days: got 'workdays', expected every day, weekdays, "
+                             "weekends, or a list of monday ... sunday"),
+])  # fmt: skip
+def test_a_bad_deadline_is_one_line_from_validate_and_at_start(toy_system, bad, problem):
+    toy_system.config["deadlines"] = [bad]
+    toy_system.write_config()
+    alert_servers.assert_rejected(toy_system, problem)
