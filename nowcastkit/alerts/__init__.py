@@ -29,11 +29,12 @@ from nowcastkit.alerts.alert import (
     failure_alert,
     probe_alert,
     recovered_alert,
+    unlaunched_alert,
     webhook_body,
     with_attempts,
 )
 from nowcastkit.alerts.channels import Channel, Email, Heartbeat, Webhook, channels, problems
-from nowcastkit.alerts.notifier import Notifier
+from nowcastkit.alerts.notifier import Notifier, reload_channels
 
 __all__ = [
     "EVENTS",
@@ -51,6 +52,8 @@ __all__ = [
     "probe_alert",
     "problems",
     "recovered_alert",
+    "reload_channels",
+    "unlaunched_alert",
     "webhook_body",
     "with_attempts",
 ]

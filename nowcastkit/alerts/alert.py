@@ -25,12 +25,13 @@ __all__ = [
     "failure_alert",
     "probe_alert",
     "recovered_alert",
+    "unlaunched_alert",
     "webhook_body",
     "with_attempts",
 ]
 
 #: The kinds of alert the manager raises today; a channel's ``events`` names some of them.
-EVENTS = ("crash", "failure", "recovered", "missed", "met late")
+EVENTS = ("crash", "failure", "recovered", "missed", "met late", "not launched")
 #: How many of a run's last log lines an alert carries.
 TAIL_LINES = 20
 #: "heartbeat" is the day's ping of the heartbeat URL, never sent to a channel.
@@ -127,6 +128,12 @@ def deadline_alert(
         return Alert("missed", summary, host, worker, details=details)
     return Alert("met late", f"deadline {name!r} met late, at {late}", host, worker,
                  details=details)  # fmt: skip
+
+
+def unlaunched_alert(host: str, entry: str, worker: str, due: str, error: str) -> Alert:
+    """The scheduler could not have *entry*'s fire *due* launched: *error* says why."""
+    return Alert("not launched", f"scheduled {worker} not launched: {error}", host, worker,
+                 details={"entry": entry, "due": due})  # fmt: skip
 
 
 def probe_alert(host: str, channel: str) -> Alert:

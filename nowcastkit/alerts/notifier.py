@@ -29,10 +29,11 @@ from pathlib import Path
 import attrs
 
 from nowcastkit.alerts.alert import TAIL_LINES, Alert
-from nowcastkit.alerts.channels import Channel
-from nowcastkit.errors import AlertError
+from nowcastkit.alerts.channels import Channel, channels
+from nowcastkit.config import Config
+from nowcastkit.errors import AlertError, ConfigError
 
-__all__ = ["Notifier"]
+__all__ = ["Notifier", "reload_channels"]
 
 log = logging.getLogger("alerts")
 
@@ -156,6 +157,22 @@ class Notifier:
                 log.info("%s: %s sent (%s)", channel.name, about, channel.where)
                 return None
         raise AssertionError("unreachable: the last attempt returns")
+
+
+def reload_channels(notifier: Notifier | None, config: Config, process: str) -> None:
+    """SIGHUP: *config*'s channels for a running notifier; a bad section keeps the old ones.
+
+    A process started without a notifier needs a restart for an ``alerts:`` section added.
+    """
+    try:
+        found = channels(config)
+    except ConfigError as err:
+        log.error("alerts reload failed, still sending to the old channels: %s", err)
+        return
+    if notifier is not None:
+        notifier.channels = found
+    elif found:
+        log.warning("alerts: section added; restart the %s for that to take effect", process)
 
 
 def _tail(path: Path) -> tuple[str, ...]:

@@ -351,22 +351,9 @@ class ManagerProcess:
             name = self.config["message registry"]["next workers module"]
             if name != self.flow.module_name:
                 self.flow = Flow(name, self.config.file.parent)
-            self._reload_alerts()
+            alerts.reload_channels(self.notifier, self.config, "manager")
             self._reload_deadlines()
         self.flow.refresh(force=True)
-
-    def _reload_alerts(self) -> None:
-        """New channels for the running notifier; adding or removing ``alerts:`` takes a restart."""
-        try:
-            channels = alerts.channels(self.config)
-        except ConfigError as err:
-            log.error("alerts reload failed, still sending to the old channels: %s", err)
-            return
-        if self.notifier is not None and channels:
-            self.notifier.channels = channels
-        elif bool(self.notifier) != bool(channels):
-            log.warning("alerts: section %s; restart the manager for that to take effect",
-                        "added" if channels else "removed")  # fmt: skip
 
     def _reload_deadlines(self) -> None:
         """The new deadlines, looked at once at once; a bad section keeps the old ones."""

@@ -2,7 +2,9 @@
 
 ``step(timer, now)`` fires what is due; ``run`` (the process) repeats it,
 sleeping until the next due job and acting on signals between fires: SIGHUP
-reloads, SIGTERM/SIGINT stop.
+reloads, SIGTERM/SIGINT stop. With ``alerts:`` in the config, a fire the
+manager did not launch is a ``not launched`` alert, sent by the scheduler's own
+:class:`~nowcastkit.alerts.Notifier` (the manager may be the trouble).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import functools
 import logging
 import select
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,8 @@ import attrs
 import schedule
 import yaml
 
+from nowcastkit import alerts, lifecycle, logs
 from nowcastkit import checklist as checklist_file
-from nowcastkit import lifecycle, logs
 from nowcastkit.config import Config
 from nowcastkit.control import control_endpoint
 from nowcastkit.errors import NowcastkitError
@@ -56,6 +59,8 @@ class Timer:
     entries: dict[str, Entry] = attrs.field(factory=dict)
     jobs: schedule.Scheduler = attrs.field(factory=schedule.Scheduler)
     state: dict[str, dict[str, str | None]] = attrs.field(factory=dict)
+    #: Alerts on a fire not launched; None without ``alerts:``.
+    notifier: alerts.Notifier | None = None
 
     @property
     def state_path(self) -> Path:
@@ -151,6 +156,10 @@ def fire(timer: Timer, entry: Entry, due: dt.datetime, now: dt.datetime) -> None
         # "last fire" stays at the last launch that happened.
         record["last error"] = f"{_format_time(now)}: {err}"
         log.error("%s: not launched (due %s): %s", entry.identity, _local(due, entry), err)
+        if timer.notifier is not None:
+            timer.notifier.submit(alerts.unlaunched_alert(
+                socket.gethostname(), entry.identity, NextWorker(entry.module).name,
+                _local(due, entry), str(err)))  # fmt: skip
         return
     record.update({"last fire": _format_time(now), "last run": run_id, "last error": None})
     log.info(
@@ -185,6 +194,7 @@ def reload(timer: Timer, now: dt.datetime, configure_logging: bool = True) -> bo
         return False
     timer.config = fresh
     log.info("reloaded config from %s", fresh.file)
+    alerts.reload_channels(timer.notifier, fresh, "scheduler")
     _schedule(timer, entries, now)
     return True
 
@@ -243,11 +253,18 @@ def _now() -> dt.datetime:
 
 def _serve(config: Config, args: argparse.Namespace, watch: lifecycle.SignalWatch) -> None:
     launcher = ManagerLauncher(watch)
+    channels = alerts.channels(config)
+    notifier = alerts.Notifier(channels) if channels else None
     try:
         log.info("launch requests go to the manager at %s", control_endpoint(config))
+        if notifier is not None:
+            notifier.start()
         timer = start(config, _now(), launcher)
+        timer.notifier = notifier
         _loop(timer, args, watch)
     finally:
+        if notifier is not None:
+            notifier.stop()
         launcher.close()
     log.info("shutting down")
 
@@ -268,4 +285,10 @@ def _loop(timer: Timer, args: argparse.Namespace, watch: lifecycle.SignalWatch) 
 def main(argv: list[str] | None = None) -> int:
     """``python -m nowcastkit.scheduler CONFIG``: exit 2 for a bad config or entry."""
     description = "The scheduler: has the manager launch workers at set times."
-    return lifecycle.run_process("scheduler", description, _serve, argv, check=load_entries)
+    return lifecycle.run_process("scheduler", description, _serve, argv, check=_check)
+
+
+def _check(config: Config) -> None:
+    """What stops the scheduler before it starts: a bad entry or a bad alerts: section."""
+    load_entries(config)
+    alerts.channels(config)

@@ -190,7 +190,7 @@ def test_a_certificate_the_client_cannot_trust_is_named(toy_system, smtp, monkey
     ({"email": {"host": "h", "from": "a@b"}}, "alerts.ops.email.to: missing required key"),
     ({"webhook": "http://h/x", "events": ["crash", "fire"]},
      "alerts.ops.events: unknown event 'fire'; expected one of crash, failure, recovered, "
-     "missed, met late"),
+     "missed, met late, not launched"),
 ])  # fmt: skip
 def test_a_bad_alerts_section_is_one_line_from_validate_and_at_start(toy_system, entry, problem):
     toy_system.config["alerts"] = {"ops": entry}
