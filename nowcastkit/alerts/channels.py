@@ -4,11 +4,11 @@
         channel.send(alert, timeout=5.0)       # AlertError, one line, when it did not go
 
 A channel is a webhook (a Slack-compatible JSON POST) or an e-mail (SMTP, with
-STARTTLS and login when configured), and optional filters: ``events`` and
-``workers``, all when absent. Secrets come in through ``$(NOWCAST.ENV.X)``,
-expanded when the config is read; nothing here writes a webhook URL's path or
-query, or a password, into an error or a log line: :attr:`Channel.where` is the
-channel as it may be shown.
+STARTTLS, or TLS from the start on port 465, and login when configured), and
+optional filters: ``events`` and ``workers``, all when absent. Secrets come in
+through ``$(NOWCAST.ENV.X)``, expanded when the config is read; nothing here
+writes a webhook URL's path or query, or a password, into an error or a log
+line: :attr:`Channel.where` is the channel as it may be shown.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from nowcastkit.errors import AlertError, ConfigError
 __all__ = ["Channel", "Email", "Heartbeat", "Webhook", "channels", "problems"]
 
 _FILTERS = ("events", "workers")
-_EMAIL_KEYS = ("host", "port", "starttls", "ca file", "user", "password", "from", "to")
+_EMAIL_KEYS = ("host", "port", "starttls", "tls", "ca file", "user", "password", "from", "to")
 
 
 @attrs.frozen
@@ -96,7 +96,8 @@ def _request(url: str, where: str, timeout: float, body: bytes | None = None,
 
 @attrs.frozen
 class Email:
-    """An SMTP server and who gets the alert; STARTTLS and login only when configured."""
+    """An SMTP server and who gets the alert; STARTTLS or implicit TLS, and login, when
+    configured."""
 
     host: str
     port: int
@@ -106,6 +107,8 @@ class Email:
     ca_file: str | None = None
     user: str | None = None
     password: str | None = attrs.field(default=None, repr=False)
+    #: TLS from the first byte (SMTPS, port 465), rather than STARTTLS after the greeting.
+    tls: bool = False
 
     @property
     def where(self) -> str:
@@ -118,12 +121,13 @@ class Email:
         message["Date"] = formatdate(alert.at, localtime=True)
         message["Message-ID"] = make_msgid("nowcastkit")
         message.set_content(email_text(alert))
-        step = "connect"
+        step = "TLS connect" if self.tls else "connect"
+        context = ssl.create_default_context(cafile=self.ca_file)
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=timeout) as smtp:
+            with _smtp(self, timeout, context) as smtp:
                 if self.starttls:
                     step = "STARTTLS"
-                    smtp.starttls(context=ssl.create_default_context(cafile=self.ca_file))
+                    smtp.starttls(context=context)
                 if self.user is not None:
                     step = f"login as {self.user}"
                     smtp.login(self.user, self.password or "")
@@ -144,6 +148,12 @@ class Email:
             raise AlertError(f"{self.where}: {step}: {err.verify_message}") from None
         except (OSError, smtplib.SMTPException) as err:
             raise AlertError(f"{self.where}: {step}: {_reason(err)}", True) from None
+
+
+def _smtp(email: Email, timeout: float, context: ssl.SSLContext) -> smtplib.SMTP:
+    if email.tls:
+        return smtplib.SMTP_SSL(email.host, email.port, timeout=timeout, context=context)
+    return smtplib.SMTP(email.host, email.port, timeout=timeout)
 
 
 def _reason(err: object) -> str:
@@ -293,10 +303,13 @@ def _email(entry: Any, reader: _Reader, where: str) -> Email | None:
             reader.problem(f"{where}.{key}", f"unknown key; expected {', '.join(_EMAIL_KEYS)}")
     host = reader.string(entry, "host", where)
     sender = reader.string(entry, "from", where)
-    starttls = entry.get("starttls", False)
-    if not isinstance(starttls, bool):
-        reader.problem(f"{where}.starttls", f"got {starttls!r}, expected true or false")
-    port = entry.get("port", 587 if starttls is True else 25)
+    starttls, tls = entry.get("starttls", False), entry.get("tls", False)
+    for key, value in (("starttls", starttls), ("tls", tls)):
+        if not isinstance(value, bool):
+            reader.problem(f"{where}.{key}", f"got {value!r}, expected true or false")
+    if starttls is True and tls is True:
+        reader.problem(where, "starttls and tls are two ways to the same end: choose one")
+    port = entry.get("port", 465 if tls is True else 587 if starttls is True else 25)
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         reader.problem(f"{where}.port", f"got {port!r}, expected a port, 1 to 65535")
     to = entry.get("to")
@@ -310,13 +323,13 @@ def _email(entry: Any, reader: _Reader, where: str) -> Email | None:
         reader.problem(f"{where}.password", "expected text")  # never the value
     if (user is None) != (password is None):
         reader.problem(where, "user and password go together: give both, or neither")
-    elif user is not None and starttls is not True:
-        reader.problem(f"{where}.user", "login needs starttls: true; the password would "
-                       "cross the network in clear")  # fmt: skip
+    elif user is not None and starttls is not True and tls is not True:
+        reader.problem(f"{where}.user", "login needs starttls: true or tls: true; the password "
+                       "would cross the network in clear")  # fmt: skip
     ca_file = reader.string(entry, "ca file", where, required=False)
     if ca_file is not None and not Path(ca_file).expanduser().is_file():
         reader.problem(f"{where}.ca file", f"got {ca_file!r}, expected a file of CA certificates")
     if len(reader.problems) > before:
         return None
     return Email(host, port, sender, tuple(to), starttls,
-                 ca_file and str(Path(ca_file).expanduser()), user, password)  # fmt: skip
+                 ca_file and str(Path(ca_file).expanduser()), user, password, tls)  # fmt: skip

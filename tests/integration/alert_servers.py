@@ -159,16 +159,35 @@ def silent():
     server.close()
 
 
+def _server_context(folder: Path) -> tuple[ssl.SSLContext, Path]:
+    cert, key = self_signed(folder)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context, cert
+
+
 @pytest.fixture
 def smtp(tmp_path: Path):
     """An SMTP server on loopback that takes mail only after STARTTLS and login."""
-    cert, key = self_signed(tmp_path)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    context, cert = _server_context(tmp_path)
     handler = _Handler()
     controller = _Controller(
         handler, hostname="127.0.0.1", port=0, tls_context=context, require_starttls=True,
         auth_required=True, authenticator=_authenticate,
+    )  # fmt: skip
+    controller.start()
+    yield SmtpServer(controller, handler, cert)
+    controller.stop()
+
+
+@pytest.fixture
+def smtps(tmp_path: Path):
+    """An SMTP server on loopback speaking TLS from the first byte (SMTPS), with login."""
+    context, cert = _server_context(tmp_path)
+    handler = _Handler()
+    controller = _Controller(
+        handler, hostname="127.0.0.1", port=0, ssl_context=context, auth_required=True,
+        auth_require_tls=False, authenticator=_authenticate,
     )  # fmt: skip
     controller.start()
     yield SmtpServer(controller, handler, cert)

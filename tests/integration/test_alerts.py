@@ -19,6 +19,7 @@ from tests.integration.alert_servers import SMTP_PASSWORD, SMTP_USER
 
 # The servers' fixtures, for this module's tests.
 webhook, silent, smtp = alert_servers.webhook, alert_servers.silent, alert_servers.smtp
+smtps = alert_servers.smtps
 refused_port = alert_servers.refused_port
 
 SECRET_PATH = "/services/T000/B000/XXXXsecretXXXX"
@@ -208,3 +209,24 @@ def test_a_failing_webhook_is_tried_again_and_a_refusal_is_not(webhook, tmp_path
     webhook.statuses = [404]
     ((_, error),) = notifier.deliver(alert)
     assert str(error).endswith(": HTTP 404 Not Found") and len(webhook.posts) == 3  # once
+
+
+# aiosmtpd counts only STARTTLS as TLS for AUTH, and warns; here the whole session is TLS.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_mail_over_implicit_tls_is_sent_and_an_untrusted_certificate_is_named(smtps, tmp_path):
+    entry = {"host": "127.0.0.1", "port": smtps.port, "tls": True, "ca file": str(smtps.ca_file),
+             "user": SMTP_USER, "password": SMTP_PASSWORD, "from": "nowcast@example.org",
+             "to": "ops@example.org"}  # fmt: skip
+    config = Config({"alerts": {"mail": {"email": entry}}}, tmp_path / "nowcast.yaml")
+    notifier = Notifier(channels(config), pause=0.0)
+    alert = crash_alert("sleep", "r1", {"reason": "timeout", "signal": "SIGTERM"}, "here")
+    ((_, error),) = notifier.deliver(alert)
+    assert error is None
+    (envelope,) = smtps.messages()
+    mail = email.message_from_bytes(envelope.content, policy=email.policy.default)
+    assert mail["Subject"] == "[nowcast crash] here: sleep worker crashed: timeout (SIGTERM)"
+
+    del entry["ca file"]
+    ((_, error),) = Notifier(channels(config), attempts=1).deliver(alert)
+    assert str(error) == (f"email via 127.0.0.1:{smtps.port}: TLS connect: self-signed "
+                          "certificate")  # fmt: skip

@@ -66,6 +66,9 @@ def test_channels_are_read_with_their_filters_and_defaults():
     assert mail.sink == Email("smtp.example.org", 587, "nk@example.org", ("ops@example.org",),
                               starttls=True, user="nk", password="pw")  # fmt: skip
     assert mail.events is None and mail.workers is None
+    (smtps,) = channels(config({"mail": {"email": {
+        "host": "smtp.example.org", "tls": True, "from": "a@b", "to": "c@d"}}}))  # fmt: skip
+    assert (smtps.sink.port, smtps.sink.tls, smtps.sink.starttls) == (465, True, False)
     assert webhook.where == "webhook to https://hooks.example.org/…"
     assert "sekrit" not in repr(webhook) and "pw" not in repr(mail).replace("password", "")
     assert channels(Config({"message registry": REGISTRY}, FILE)) == ()
@@ -92,14 +95,16 @@ def test_channels_are_read_with_their_filters_and_defaults():
     ({"email": {"host": "h", "from": "a@b", "to": []}},
      "alerts.ops.email.to: got [], expected an address or a list of them"),
     ({"email": {"from": "a@b", "to": "c@d"}}, "alerts.ops.email.host: missing required key"),
-    ({"email": {"host": "h", "from": "a@b", "to": "c@d", "tls": True}},
-     "alerts.ops.email.tls: unknown key; expected host, port, starttls, ca file, user, "
+    ({"email": {"host": "h", "from": "a@b", "to": "c@d", "tsl": True}},
+     "alerts.ops.email.tsl: unknown key; expected host, port, starttls, tls, ca file, user, "
      "password, from, to"),
+    ({"email": {"host": "h", "from": "a@b", "to": "c@d", "tls": True, "starttls": True}},
+     "alerts.ops.email: starttls and tls are two ways to the same end: choose one"),
     ({"email": {"host": "h", "from": "a@b", "to": "c@d", "user": "u"}},
      "alerts.ops.email: user and password go together: give both, or neither"),
     ({"email": {"host": "h", "from": "a@b", "to": "c@d", "user": "u", "password": "p"}},
-     "alerts.ops.email.user: login needs starttls: true; the password would cross the network "
-     "in clear"),
+     "alerts.ops.email.user: login needs starttls: true or tls: true; the password would cross "
+     "the network in clear"),
     ({"email": {"host": "h", "from": "a@b", "to": "c@d", "starttls": "yes"}},
      "alerts.ops.email.starttls: got 'yes', expected true or false"),
 ])  # fmt: skip
