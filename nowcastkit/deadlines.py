@@ -96,7 +96,8 @@ class Deadline:
 
     @property
     def when(self) -> str:
-        return f"{self.by.isoformat(timespec='minutes')} {self.zone.key}"
+        shown = self.by.strftime("%H:%M:%S" if self.by.second else "%H:%M")
+        return f"{shown} {self.zone.key}"
 
 
 @attrs.frozen

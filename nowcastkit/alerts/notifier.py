@@ -70,7 +70,7 @@ class Notifier:
         if names:
             log.info("alerts go to %s", names)
         if self.heartbeat is not None:
-            log.info("the day's heartbeat goes to %s", self.heartbeat.where)
+            log.info("the day's ping goes to the %s", self.heartbeat.where)
 
     def submit(self, alert: Alert, now: float | None = None) -> bool:
         """Queue *alert* unless an identical one went out within the window; never blocks."""
@@ -138,6 +138,8 @@ class Notifier:
     def _send(self, channel: Channel, alert: Alert) -> AlertError | None:
         about = f"{alert.kind} alert" + (f" for {alert.worker}" if alert.worker else "") + (
             f" run {alert.run}" if alert.run else "")  # fmt: skip
+        if alert.kind == "heartbeat":
+            about = "the day's ping"
         pause = self.pause
         for attempt in range(1, self.attempts + 1):
             try:

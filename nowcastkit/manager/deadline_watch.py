@@ -97,7 +97,9 @@ def announce(
     for verdict in verdicts:
         deadline, state = verdict.deadline, verdict.state
         fields = {"deadline": deadline.name, "expected": deadline.what, "by": deadline.when,
-                  "day": verdict.day.isoformat(), "met at": verdict.met_at}  # fmt: skip
+                  "day": verdict.day.isoformat()}  # fmt: skip
+        if verdict.met_at is not None:
+            fields["met at"] = verdict.met_at
         worker = deadline.worker or "-"
         if state == "met":
             log.info("deadline %r met: %s by %s", deadline.name, deadline.what, deadline.when)

@@ -75,7 +75,7 @@ def test_a_met_deadline_sends_no_alert_and_pings_the_heartbeat_once(toy_system, 
 
     toy_system.manager.wait_for_line(r"deadline 'slept' met: sleep success by", timeout=15)
     wait_for(lambda: webhook.gets, "the heartbeat's GET")
-    toy_system.manager.wait_for_line(r"heartbeat: heartbeat alert sent \(heartbeat to ")
+    toy_system.manager.wait_for_line(r"heartbeat: the day.s ping sent \(heartbeat to ")
     toy_system.send("sleep", "success")
     assert webhook.gets == ["/ping/0b1e5ecret"] and webhook.posts == []
     assert "0b1e5ecret" not in toy_system.manager.output()
