@@ -159,39 +159,32 @@ def silent():
     server.close()
 
 
-def _server_context(folder: Path) -> tuple[ssl.SSLContext, Path]:
+def _smtp_server(folder: Path, implicit_tls: bool):
+    """aiosmtpd on loopback with a certificate of its own and login, started; then stopped."""
     cert, key = self_signed(folder)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    return context, cert
+    # aiosmtpd's auth_require_tls counts only STARTTLS; with implicit TLS all is encrypted.
+    tls = ({"ssl_context": context, "auth_require_tls": False} if implicit_tls
+           else {"tls_context": context, "require_starttls": True})  # fmt: skip
+    handler = _Handler()
+    controller = _Controller(handler, hostname="127.0.0.1", port=0, auth_required=True,
+                             authenticator=_authenticate, **tls)  # fmt: skip
+    controller.start()
+    yield SmtpServer(controller, handler, cert)
+    controller.stop()
 
 
 @pytest.fixture
 def smtp(tmp_path: Path):
     """An SMTP server on loopback that takes mail only after STARTTLS and login."""
-    context, cert = _server_context(tmp_path)
-    handler = _Handler()
-    controller = _Controller(
-        handler, hostname="127.0.0.1", port=0, tls_context=context, require_starttls=True,
-        auth_required=True, authenticator=_authenticate,
-    )  # fmt: skip
-    controller.start()
-    yield SmtpServer(controller, handler, cert)
-    controller.stop()
+    yield from _smtp_server(tmp_path, implicit_tls=False)
 
 
 @pytest.fixture
 def smtps(tmp_path: Path):
     """An SMTP server on loopback speaking TLS from the first byte (SMTPS), with login."""
-    context, cert = _server_context(tmp_path)
-    handler = _Handler()
-    controller = _Controller(
-        handler, hostname="127.0.0.1", port=0, ssl_context=context, auth_required=True,
-        auth_require_tls=False, authenticator=_authenticate,
-    )  # fmt: skip
-    controller.start()
-    yield SmtpServer(controller, handler, cert)
-    controller.stop()
+    yield from _smtp_server(tmp_path, implicit_tls=True)
 
 
 @pytest.fixture
