@@ -28,13 +28,16 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from nowcastkit.alerts import push
 from nowcastkit.alerts.alert import EVENTS, Alert, email_subject, email_text, webhook_body
+from nowcastkit.alerts.push import AppriseUrls
 from nowcastkit.config import Config
 from nowcastkit.errors import AlertError, ConfigError
 
 __all__ = ["Channel", "Email", "Heartbeat", "Webhook", "channels", "problems"]
 
 _FILTERS = ("events", "workers")
+_KINDS = ("webhook", "email", "apprise")
 _EMAIL_KEYS = ("host", "port", "starttls", "tls", "ca file", "user", "password", "from", "to")
 
 
@@ -166,7 +169,7 @@ class Channel:
     """A named way out, and the alerts it takes (every kind, every worker when None)."""
 
     name: str
-    sink: Webhook | Email | Heartbeat
+    sink: Webhook | Email | AppriseUrls | Heartbeat
     events: frozenset[str] | None = None
     workers: frozenset[str] | None = None
 
@@ -242,8 +245,8 @@ def _channel(name: str, entry: Any, reader: _Reader, workers: Any) -> Channel | 
         reader.problem(where, f"got {entry!r}, expected a mapping such as {{webhook: URL}}")
         return None
     kinds = [key for key in entry if key not in _FILTERS]
-    if len(kinds) != 1 or kinds[0] not in ("webhook", "email"):
-        unknown = [k for k in kinds if k not in ("webhook", "email")]
+    if len(kinds) != 1 or kinds[0] not in _KINDS:
+        unknown = [k for k in kinds if k not in _KINDS]
         what = (
             f"unknown channel kind {unknown[0]!r}"
             if unknown
@@ -251,12 +254,12 @@ def _channel(name: str, entry: Any, reader: _Reader, workers: Any) -> Channel | 
                 "no channel kind" if not kinds else f"two channel kinds, {kinds[0]} and {kinds[1]}"
             )
         )
-        reader.problem(where, f"{what}; expected one of webhook, email (and optionally events, "
-                       "workers)")  # fmt: skip
+        reader.problem(where, f"{what}; expected one of {', '.join(_KINDS)} (and optionally "
+                       "events, workers)")  # fmt: skip
         return None
     before = len(reader.problems)
-    sink = _webhook(entry, reader, where) if kinds[0] == "webhook" else _email(
-        entry["email"], reader, f"{where}.email")  # fmt: skip
+    read_sink = {"webhook": _webhook, "email": _email, "apprise": _apprise}[kinds[0]]
+    sink = read_sink(entry[kinds[0]], reader, f"{where}.{kinds[0]}")
     events = entry.get("events")
     if events is not None and (events := reader.names(events, f"{where}.events")) is not None:
         for unknown in sorted(events - set(EVENTS)):
@@ -272,9 +275,7 @@ def _channel(name: str, entry: Any, reader: _Reader, workers: Any) -> Channel | 
     return Channel(name, sink, events, chosen)
 
 
-def _webhook(entry: dict, reader: _Reader, where: str) -> Webhook | None:
-    url = entry["webhook"]
-    key = f"{where}.webhook"
+def _webhook(url: Any, reader: _Reader, key: str) -> Webhook | None:
     # Never quote the URL back: its path is the webhook's secret.
     if not isinstance(url, str):
         reader.problem(key, f"got a {type(url).__name__}, expected an http or https URL")
@@ -291,6 +292,25 @@ def _webhook(entry: dict, reader: _Reader, where: str) -> Webhook | None:
         reader.problem(key, "expected an http or https URL with a host")
         return None
     return Webhook(url)
+
+
+def _apprise(value: Any, reader: _Reader, key: str) -> AppriseUrls | None:
+    urls = [value] if isinstance(value, str) else value
+    # Never quote a URL back: an apprise URL's host is often its token.
+    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
+        reader.problem(key, "expected an apprise URL or a list of them")
+        return None
+    if any("$(NOWCAST.ENV." in url for url in urls):  # unset; config's check has said which
+        return None
+    if not push.is_installed():
+        reader.problem(key, "apprise is not installed: pip install 'nowcastkit[notify]'")
+        return None
+    for index, url in enumerate(urls):
+        if push.unusable(url):
+            where = key if isinstance(value, str) else f"{key}[{index}]"
+            reader.problem(where, f"apprise has no service for this {urlsplit(url).scheme}:// "
+                           "URL, or it is malformed")  # fmt: skip
+    return AppriseUrls(tuple(urls))
 
 
 def _email(entry: Any, reader: _Reader, where: str) -> Email | None:

@@ -12,7 +12,7 @@ import time
 import pytest
 from conftest import child_env, wait_for
 
-from nowcastkit.alerts import Notifier, channels, crash_alert
+from nowcastkit.alerts import Notifier, channels, crash_alert, problems
 from nowcastkit.config import Config
 from tests.integration import alert_servers
 from tests.integration.alert_servers import SMTP_PASSWORD, SMTP_USER
@@ -185,7 +185,7 @@ def test_a_certificate_the_client_cannot_trust_is_named(toy_system, smtp, monkey
 
 @pytest.mark.parametrize(("entry", "problem"), [
     ({"pager": {"number": 1}}, "alerts.ops: unknown channel kind 'pager'; expected one of "
-                               "webhook, email (and optionally events, workers)"),
+                               "webhook, email, apprise (and optionally events, workers)"),
     ({"email": {"host": "h", "port": 99999, "from": "a@b", "to": ["c@d"]}},
      "alerts.ops.email.port: got 99999, expected a port, 1 to 65535"),
     ({"email": {"host": "h", "from": "a@b"}}, "alerts.ops.email.to: missing required key"),
@@ -230,3 +230,32 @@ def test_mail_over_implicit_tls_is_sent_and_an_untrusted_certificate_is_named(sm
     ((_, error),) = Notifier(channels(config), attempts=1).deliver(alert)
     assert str(error) == (f"email via 127.0.0.1:{smtps.port}: TLS connect: self-signed "
                           "certificate")  # fmt: skip
+
+
+def test_an_apprise_channel_reaches_the_webhook_through_apprises_json_service(webhook, tmp_path):
+    pytest.importorskip("apprise", reason="the notify extra (bin/install puts it in .venv)")
+    urls = [webhook.url("/apprise/sekrit").replace("http://", "json://")]
+    config = Config({"alerts": {"push": {"apprise": urls}}}, tmp_path / "nowcast.yaml")
+    (channel,) = channels(config)
+    assert channel.where == "apprise to json"
+    alert = crash_alert("sleep", "r1", {"reason": "timeout", "signal": "SIGTERM"}, "here")
+    ((_, error),) = Notifier((channel,), pause=0.0).deliver(alert)
+    assert error is None
+    (post,) = webhook.posts
+    assert post.path == "/apprise/sekrit"
+    assert post.body["title"] == "[nowcast crash] here: sleep worker crashed: timeout (SIGTERM)"
+    assert post.body["type"] == "failure"
+    assert "run:    r1" in post.body["message"] and "signal: SIGTERM" in post.body["message"]
+
+    webhook.statuses = [503]
+    ((_, error),) = Notifier((channel,), attempts=1).deliver(alert)
+    assert str(error) == "apprise to json: not delivered to every URL" and error.again
+
+
+def test_an_apprise_url_apprise_cannot_use_is_one_line_without_the_url(tmp_path):
+    pytest.importorskip("apprise", reason="the notify extra (bin/install puts it in .venv)")
+    config = Config({"alerts": {"push": {"apprise": ["json://127.0.0.1/ok", "nope://tok3n"]}}},
+                    tmp_path / "nowcast.yaml")  # fmt: skip
+    (problem,) = problems(config)
+    assert str(problem) == (f"{tmp_path}/nowcast.yaml: alerts.push.apprise[1]: apprise has no "
+                            "service for this nope:// URL, or it is malformed")  # fmt: skip

@@ -75,12 +75,12 @@ def test_channels_are_read_with_their_filters_and_defaults():
 
 
 @pytest.mark.parametrize(("entry", "problem"), [
-    ({"sms": "+1"}, "alerts.ops: unknown channel kind 'sms'; expected one of webhook, email "
-                    "(and optionally events, workers)"),
-    ({"events": ["crash"]}, "alerts.ops: no channel kind; expected one of webhook, email "
-                            "(and optionally events, workers)"),
+    ({"sms": "+1"}, "alerts.ops: unknown channel kind 'sms'; expected one of webhook, email, "
+                    "apprise (and optionally events, workers)"),
+    ({"events": ["crash"]}, "alerts.ops: no channel kind; expected one of webhook, email, "
+                            "apprise (and optionally events, workers)"),
     ({"webhook": "http://h/x", "email": {}}, "alerts.ops: two channel kinds, webhook and "
-     "email; expected one of webhook, email (and optionally events, workers)"),
+     "email; expected one of webhook, email, apprise (and optionally events, workers)"),
     ({"webhook": "ftp://h/x"}, "alerts.ops.webhook: expected an http or https URL with a host"),
     ({"webhook": 7}, "alerts.ops.webhook: got a int, expected an http or https URL"),
     ({"webhook": "http://h/x", "events": "crash"},
