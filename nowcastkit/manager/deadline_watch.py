@@ -30,6 +30,8 @@ __all__ = ["DeadlineWatch", "announce", "heartbeat_channel"]
 
 log = logging.getLogger("manager")
 
+_RETRY = 60.0
+
 
 @attrs.define(eq=False)
 class DeadlineWatch:
@@ -55,6 +57,8 @@ class DeadlineWatch:
     def look(self, ledger: Ledger, now: float) -> tuple[list[Verdict], bool]:
         """Judge today's deadlines and record what changed; and whether to ping the heartbeat."""
         deadlines = self.plan.deadlines
+        # Should this look fail (the store), the next is in a minute, not at once, for ever.
+        self.next_at = now + _RETRY
         since = min(d.today(now) for d in deadlines) - dt.timedelta(days=1)
         states = {
             (name, dt.date.fromisoformat(day)): state

@@ -4,6 +4,7 @@ included, and watched by the manager against its real store."""
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -231,3 +232,13 @@ def test_the_heartbeat_is_due_once_when_the_days_last_deadline_is_met(make_manag
     verdicts, beat = manager.deadlines.look(manager.ledger, at(UTC, 2026, 6, 10, 7))
     assert [v.state for v in verdicts] == ["met"] and beat
     assert manager.deadlines.look(manager.ledger, at(UTC, 2026, 6, 10, 8)) == ([], False)
+
+
+def test_a_look_that_fails_is_tried_again_in_a_minute_not_at_once(make_manager):
+    manager = make_manager([feeds(by="06:30", zone="UTC")])
+    manager.ledger.store.conn.close()  # the store fails under it
+    now = at(UTC, 2026, 6, 10, 6, 31)
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        manager.deadlines.look(manager.ledger, now)
+    assert manager.deadlines.next_at == now + 60
+    assert not manager.deadlines.is_due(now + 59) and manager.deadlines.is_due(now + 60)
