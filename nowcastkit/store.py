@@ -31,11 +31,13 @@ from nowcastkit import codec
 
 __all__ = [
     "BY_HAND",
+    "OUTCOMES",
     "PendingRetry",
     "Run",
     "Store",
     "add_pending_retry",
     "add_run",
+    "count_runs",
     "deadline_states",
     "ended_as",
     "finish_run",
@@ -84,6 +86,7 @@ CREATE TABLE IF NOT EXISTS runs (
     launched REAL NOT NULL, finished REAL, exit_status INTEGER, outcome TEXT,
     log_path TEXT NOT NULL DEFAULT '', handle TEXT);
 CREATE INDEX IF NOT EXISTS runs_launched ON runs (launched);
+CREATE INDEX IF NOT EXISTS runs_worker_launched ON runs (worker, launched);
 CREATE TABLE IF NOT EXISTS race_groups (
     id INTEGER PRIMARY KEY, waiting TEXT NOT NULL, held TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checklist (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -334,14 +337,52 @@ def unfinished_runs(store: Store) -> list[Run]:
     return _runs(store, "WHERE finished IS NULL ORDER BY launched", ())
 
 
+#: The outcome filters of :func:`history`, and how each reads in SQL.
+OUTCOMES = {
+    "success": "outcome LIKE 'success%'",
+    "failure": "outcome LIKE 'failure%'",
+    "crash": "finished IS NOT NULL AND (outcome IS NULL OR outcome LIKE 'crash%'"
+    " OR outcome = 'launch failed')",
+    "running": "finished IS NULL",
+}
+
+
 def history(
     store: Store,
     since: float | None = None,
     until: float | None = None,
     worker: str | None = None,
     failed: bool = False,
+    *,
+    outcome: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[Run]:
-    """Past and current runs matching the filters, newest first."""
+    """Past and current runs matching the filters, newest first.
+
+    *outcome* is one of :data:`OUTCOMES`; *limit* and *offset* take one page of them.
+    """
+    where, params = _history_where(since, until, worker, failed, outcome)
+    page = "" if limit is None else f" LIMIT {int(limit)} OFFSET {int(offset)}"
+    return _runs(store, f"{where} ORDER BY launched DESC{page}", params)
+
+
+def count_runs(
+    store: Store,
+    since: float | None = None,
+    until: float | None = None,
+    worker: str | None = None,
+    *,
+    outcome: str | None = None,
+) -> int:
+    """How many runs :func:`history` would give for the same filters."""
+    where, params = _history_where(since, until, worker, False, outcome)
+    return store.conn.execute(f"SELECT count(*) FROM runs {where}", params).fetchone()[0]
+
+
+def _history_where(
+    since: float | None, until: float | None, worker: str | None, failed: bool, outcome: str | None
+) -> tuple[str, tuple]:
     clauses, params = [], []
     filters = (("launched >= ?", since), ("launched < ?", until), ("worker = ?", worker))
     for clause, value in filters:
@@ -350,8 +391,9 @@ def history(
             params.append(value)
     if failed:
         clauses.append("(outcome IS NULL OR outcome NOT LIKE 'success%') AND finished IS NOT NULL")
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    return _runs(store, f"{where} ORDER BY launched DESC", tuple(params))
+    if outcome is not None:
+        clauses.append(f"({OUTCOMES[outcome]})")
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), tuple(params)
 
 
 def runs_named(store: Store, prefix: str, limit: int = 10) -> list[Run]:

@@ -330,3 +330,42 @@ def test_a_schema_3_store_reads_as_first_attempts_then_keeps_attempts_and_pendin
         st.take_pending_retry(store, "r2")
     assert st.pending_retries(store) == []
     store.conn.close()
+
+
+def _runs_of_a_day(store) -> None:
+    """Ten runs, one a minute: sleep and awaken in turn, each outcome among them."""
+    outcomes = ["success", "failure", "crash", None, "launch failed"]
+    with st.transaction(store):
+        for i in range(10):
+            worker = ("sleep", "awaken")[i % 2]
+            st.add_run(
+                store, st.Run(f"r{i}", worker, f"workers.{worker}", launched=1000.0 + 60 * i)
+            )
+            if i < 9:  # the last one is still running
+                store.conn.execute(
+                    "UPDATE runs SET finished = ?, outcome = ? WHERE run_id = ?",
+                    (1030.0 + 60 * i, outcomes[i % 5], f"r{i}"),
+                )
+
+
+def test_history_pages_and_outcome_filters_agree_with_their_counts(store):
+    _runs_of_a_day(store)
+    ids = [r.run_id for r in st.history(store)]
+    assert ids == [f"r{i}" for i in range(9, -1, -1)]
+    pages = [st.history(store, limit=4, offset=offset) for offset in (0, 4, 8)]
+    assert [r.run_id for page in pages for r in page] == ids
+    expected = {"success": {"r0", "r5"}, "failure": {"r1", "r6"},
+                "crash": {"r2", "r7", "r3", "r8", "r4"}, "running": {"r9"}}  # fmt: skip
+    for outcome, runs in expected.items():
+        assert {r.run_id for r in st.history(store, outcome=outcome)} == runs, outcome
+        assert st.count_runs(store, outcome=outcome) == len(runs)
+    assert st.count_runs(store, worker="sleep", outcome="crash") == 3
+    assert st.count_runs(store, since=1000.0 + 60 * 5) == 5
+
+
+def test_a_workers_page_of_history_is_read_through_its_index(store):
+    plan = store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT run_id FROM runs WHERE worker = ? ORDER BY launched DESC"
+        " LIMIT 50", ("sleep",),
+    ).fetchall()  # fmt: skip
+    assert "runs_worker_launched" in " ".join(str(row) for row in plan)
