@@ -10,6 +10,7 @@
     nowcastkit validate                      # is nowcast.yaml (and the flow) right?
     nowcastkit validate --dry-run sleep success
     nowcastkit alert test ops-mail           # does the alert channel work?
+    nowcastkit dashboard                     # the read-only web dashboard, live
 
 Each subcommand lives in its own module here; its docstring is its help.
 Every subcommand takes the config file as an optional argument, defaulting
@@ -33,7 +34,7 @@ __all__ = ["CommandLineInterface", "config_argument", "main"]
 
 _SUBCOMMANDS = (
     "status", "monitor", "checklist", "history", "logs", "launch", "cancel", "timeline",
-    "validate", "alert",
+    "validate", "alert", "dashboard",
 )  # fmt: skip
 
 

@@ -32,7 +32,7 @@ from nowcastkit.config import Config, load_config
 from nowcastkit.control import ManagerUnreachable, ask, control_endpoint
 from nowcastkit.errors import NowcastkitError
 
-__all__ = ["add_arguments", "circus_endpoint", "run"]
+__all__ = ["add_arguments", "ask_circus", "circus_endpoint", "last_outcomes", "next_fires", "run"]
 
 DEFAULT_CIRCUS = "tcp://127.0.0.1:5555"
 
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 def gather(config: Config, args: argparse.Namespace) -> dict:
     """Everything status shows, as plain data."""
     now = time.time()
-    circus = None if args.no_circus else _circus(_endpoint(args, config), args.timeout)
+    circus = None if args.no_circus else ask_circus(_endpoint(args, config), args.timeout)
     try:
         manager = ask(control_endpoint(config), {"command": "status"}, args.timeout)
     except ManagerUnreachable as err:
@@ -72,7 +72,7 @@ def gather(config: Config, args: argparse.Namespace) -> dict:
         problems += circus["problems"]
     return {
         "healthy": not problems, "problems": problems, "circus": circus, "manager": manager,
-        "today": _today(config, now), "next fires": _next_fires(config, now),
+        "today": last_outcomes(config, now), "next fires": next_fires(config, now),
         "checklist keys": keys, "checklist keys from": keys_from,
     }  # fmt: skip
 
@@ -95,7 +95,7 @@ def _endpoint(args: argparse.Namespace, config: Config) -> str:
     return circus_endpoint(config, args.circus)
 
 
-def _circus(endpoint: str, timeout: float) -> dict:
+def ask_circus(endpoint: str, timeout: float) -> dict:
     client = CircusClient(endpoint=endpoint, timeout=timeout)
     try:
         reply = client.send_message("status")
@@ -117,7 +117,7 @@ def _read_checklist(path: Path) -> dict:
         return {}
 
 
-def _today(config: Config, now: float) -> list[dict]:
+def last_outcomes(config: Config, now: float) -> list[dict]:
     """The newest run today of each registered worker (and of any other that ran)."""
     midnight = dt.datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0)
     runs, retries = read_runs(config, since=midnight.timestamp())
@@ -136,7 +136,7 @@ def _today(config: Config, now: float) -> list[dict]:
     ]  # fmt: skip
 
 
-def _next_fires(config: Config, now: float) -> list[dict]:
+def next_fires(config: Config, now: float) -> list[dict]:
     after = dt.datetime.fromtimestamp(now, dt.UTC)
     try:
         entries = scheduler.load_entries(config)

@@ -27,7 +27,7 @@ from tests.conftest import REPO, child_env, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
-WATCHERS = ("message_broker", "manager", "scheduler")
+WATCHERS = ("message_broker", "manager", "scheduler", "dashboard")
 CIRCUSCTL = str(Path(sys.executable).with_name("circusctl"))
 CIRCUSD = str(Path(sys.executable).with_name("circusd"))
 _FLOW = (REPO / "example_system" / "next_workers.py").read_text()
@@ -60,7 +60,9 @@ def _write_nowcast_yaml(folder: Path, schedule: list | None = None) -> Path:
     config["zmq"]["host"] = "127.0.0.1"
     # All four fixed: the defaults (manager port + 2 and + 3) could be taken already.
     names = ("manager", "workers", "control", "monitor")
-    config["zmq"]["ports"] = dict(zip(names, _free_ports(len(names)), strict=True))
+    *ports, dashboard = _free_ports(len(names) + 1)
+    config["zmq"]["ports"] = dict(zip(names, ports, strict=True))
+    config["dashboard"] = {"port": dashboard}
     # A reply lost with a killed broker is sent again after 2s, not 30s.
     config["zmq"]["reply timeout"] = 2
     config["zmq"]["reply attempts"] = 5
@@ -190,7 +192,7 @@ def _wait_ready(system: Circus) -> None:
     wait_for(lambda: system.count(r"Arbiter now waiting for commands"), "circusd start", 20)
     wait_for(
         lambda: system.statuses() == dict.fromkeys(WATCHERS, "active"),
-        "three active watchers",
+        "four active watchers",
         20,
     )
     wait_for(lambda: system.count(r"manager socket bound to port"), "broker bound")
@@ -233,6 +235,8 @@ def test_startup_output_matches_the_tutorial(circus):
     # Broker first: circus starts watchers in priority order.
     assert output.index("message_broker started") < output.index("manager started")
     assert circus.ctl("status").split() == [
+        "dashboard:",
+        "active",
         "manager:",
         "active",
         "message_broker:",

@@ -1,0 +1,5 @@
+import sys
+
+from nowcastkit.dashboard import main
+
+sys.exit(main())

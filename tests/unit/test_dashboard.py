@@ -1,0 +1,99 @@
+"""The dashboard's settings, page queries and colours: values in, values out."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from nowcastkit.config import Config
+from nowcastkit.dashboard import pages, views
+from nowcastkit.dashboard.settings import DEFAULT_PORT, Settings, is_loopback, settings
+from nowcastkit.errors import ConfigError
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def config(section) -> Config:
+    return Config({"dashboard": section}, file="nowcast.yaml")
+
+
+def test_the_default_is_loopback_on_the_default_port():
+    assert settings(Config({}, file="nowcast.yaml")) == Settings("127.0.0.1", DEFAULT_PORT)
+    assert settings(config({"host": "localhost", "port": 0})).port == 0
+    assert settings(config({"host": "::1"})).host == "::1"
+
+
+@pytest.mark.parametrize(
+    ("section", "line"),
+    [
+        ({"host": "0.0.0.0"}, "nowcast.yaml: dashboard.host: got '0.0.0.0', expected a loopback "
+         "address: the dashboard has no authentication yet, so serving beyond loopback needs "
+         "dashboard.insecure: true"),
+        ({"host": "*"}, "nowcast.yaml: dashboard.host: got '*', expected an address or host name"),
+        ({"port": 70000}, "nowcast.yaml: dashboard.port: got 70000, expected 0 to 65535"),
+        ({"port": "80"}, "nowcast.yaml: dashboard.port: got '80', expected 0 to 65535"),
+        ({"insecure": "yes"}, "nowcast.yaml: dashboard.insecure: got 'yes', expected true or"),
+        ({"refresh": 0}, "nowcast.yaml: dashboard.refresh: got 0, expected seconds above 0"),
+        ({"hots": "x"}, "nowcast.yaml: dashboard.hots: got 'x', expected no such key"),
+        ("on", "nowcast.yaml: dashboard: got 'on', expected a mapping"),
+    ],
+)  # fmt: skip
+def test_a_bad_setting_is_one_line_naming_the_key_and_value(section, line):
+    with pytest.raises(ConfigError) as raised:
+        settings(config(section))
+    assert str(raised.value).startswith(line)
+    assert "\n" not in str(raised.value)
+
+
+def test_beyond_loopback_only_when_insecure_is_said():
+    assert settings(config({"host": "0.0.0.0", "insecure": True})).host == "0.0.0.0"
+    assert [is_loopback(h) for h in ("127.0.0.2", "[::1]", "localhost", "10.0.0.1", "example")] \
+        == [True, True, True, False, False]  # fmt: skip
+
+
+def test_the_runs_page_query_takes_empty_fields_as_no_filter():
+    assert views.run_query({"worker": "", "outcome": "", "date": "", "page": ""}) == (
+        views.RunQuery()
+    )
+    query = views.run_query({"worker": "sleep", "outcome": "crash", "date": "2026-11-23",
+                             "page": "3"})  # fmt: skip
+    assert query == views.RunQuery("sleep", "crash", dt.date(2026, 11, 23), 3)
+
+
+@pytest.mark.parametrize(
+    ("params", "text"),
+    [
+        ({"outcome": "sucess"}, "outcome: got 'sucess', expected one of success, failure, crash"),
+        ({"date": "23/11/2026"}, "date: got '23/11/2026', expected YYYY-MM-DD"),
+        ({"page": "0"}, "page: got '0', expected a page number from 1"),
+        ({"page": "-1"}, "page: got '-1', expected a page number from 1"),
+    ],
+)
+def test_a_bad_runs_query_names_the_parameter(params, text):
+    with pytest.raises(views.BadQuery) as raised:
+        views.run_query(params)
+    assert str(raised.value).startswith(text)
+
+
+def test_outcomes_are_coloured_as_the_timeline_colours_them():
+    words = ["success", "success (late)", "failure", "crash", "exited 3", "launch failed",
+             "running", "clear checklist", None]  # fmt: skip
+    assert [pages.kind(w) for w in words] == [
+        "success",
+        "success",
+        "failure",
+        "crash",
+        "crash",
+        "crash",
+        "running",
+        "other",
+        "none",
+    ]
+
+
+def test_what_a_page_shows_is_escaped():
+    view = {"circus": None, "manager": {"ok": False, "error": "<b>down</b>"}, "running": [],
+            "last outcomes": [], "next fires": []}  # fmt: skip
+    html = pages.today_page(view, [])
+    assert "&lt;b&gt;down&lt;/b&gt;" in html and "<b>down" not in html
