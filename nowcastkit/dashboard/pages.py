@@ -73,11 +73,18 @@ def _run_link(run_id: str | None, text: str | None = None) -> str:
     return f'<a class="run" href="/runs/{escape(run_id)}">{escape(text or run_id[:8])}</a>'
 
 
-def _table(headers: list[str], rows: list[list[str]], empty: str) -> str:
+def _table(headers: list[str], rows: list[list[str]], empty: str, wide: tuple = ()) -> str:
+    """A table; the columns numbered in *wide* are left out on a phone's narrow screen."""
     if not rows:
         return f'<p class="empty">{escape(empty)}</p>'
-    head = "".join(f"<th>{h}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+
+    def cell(tag: str, i: int, text: str) -> str:
+        return f"<{tag} class=wide>{text}</{tag}>" if i in wide else f"<{tag}>{text}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(headers))
+    body = "".join(
+        "<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>" for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -109,25 +116,30 @@ def today_page(view: dict, events: list[dict]) -> str:
 
 
 def _processes(view: dict) -> str:
-    rows = []
-    circus = view["circus"]
-    if circus is not None and circus["running"]:
-        rows += [[escape(name), f'<span class="badge {"success" if state == "active" else "crash"}'
-                  f'">{escape(state)}</span>', "circus"]
-                 for name, state in sorted(circus["watchers"].items())]  # fmt: skip
-    elif circus is not None:
-        rows.append(["circusd", '<span class="badge crash">not running</span>',
-                     escape(circus["endpoint"])])  # fmt: skip
-    manager = view["manager"]
+    """A row per circus watcher, the manager's with its own answer; without circus, the
+    manager alone."""
+    circus, manager = view["circus"], view["manager"]
+    watchers = circus["watchers"] if circus is not None and circus["running"] else {}
+    rows = [[escape(name), _state(state == "active", state), "under circus"]
+            for name, state in sorted(watchers.items()) if name != "manager"]  # fmt: skip
+    if circus is not None and not circus["running"]:
+        rows.insert(0, ["circusd", _state(False, "not running"),
+                        f"no answer at {escape(circus['endpoint'])}"])  # fmt: skip
     if manager["ok"]:
         since = dt.datetime.fromtimestamp(manager["started"]).isoformat(timespec="seconds")
-        up = f'up <span data-since="{since}">{duration(time.time() - manager["started"])}</span>'
-        rows.append(["manager", '<span class="badge success">answering</span>',
-                     f"pid {manager['pid']} on {escape(str(manager['host']))}, {up}"])  # fmt: skip
+        up = f'<span data-since="{since}">{duration(time.time() - manager["started"])}</span>'
+        detail = f"answering: pid {manager['pid']} on {escape(str(manager['host']))}, up {up}"
     else:
-        rows.append(["manager", '<span class="badge crash">not answering</span>',
-                     escape(manager.get("error") or "")])  # fmt: skip
+        detail = escape(manager.get("error") or "")
+    state = watchers.get("manager", "answering" if manager["ok"] else "not answering")
+    rows.append(["manager", _state(manager["ok"] and state in ("active", "answering"), state),
+                 detail])  # fmt: skip
+    rows.sort(key=lambda row: row[0])
     return _table(["Process", "State", "Detail"], rows, "no processes known")
+
+
+def _state(good: bool, text: str) -> str:
+    return f'<span class="badge {"success" if good else "crash"}">{escape(text)}</span>'
 
 
 def _running(view: dict) -> str:
@@ -139,7 +151,7 @@ def _running(view: dict) -> str:
         for r in view["running"]
     ]  # fmt: skip
     headers = ["Worker", "Args", "Host", "Pid", "Running for", "Run", "Log"]
-    return _table(headers, rows, "no workers running")
+    return _table(headers, rows, "no workers running", wide=(1, 2, 3))
 
 
 def _outcomes(view: dict) -> str:
@@ -149,7 +161,8 @@ def _outcomes(view: dict) -> str:
          f'<a class="log" href="/runs/{escape(t["run"])}#log">log</a>' if t["run"] else ""]
         for t in view["last outcomes"]
     ]  # fmt: skip
-    return _table(["Worker", "Outcome", "Started", "Finished", "Run", "Log"], rows, "no workers")
+    headers = ["Worker", "Outcome", "Started", "Finished", "Run", "Log"]
+    return _table(headers, rows, "no workers", wide=(2, 3))
 
 
 def _fires(view: dict) -> str:
@@ -161,7 +174,8 @@ def _fires(view: dict) -> str:
 def _events(events: list[dict]) -> str:
     rows = [[e["time"], escape(e["event"]), escape(e["worker"]), escape(e["what"])]
             for e in events]  # fmt: skip
-    return _table(["Time", "Event", "Worker", "What"], rows, "no events since the page opened")
+    headers = ["Time", "Event", "Worker", "What"]
+    return _table(headers, rows, "no events since the page opened", wide=(3,))
 
 
 def runs_page(view: dict) -> str:
@@ -175,7 +189,7 @@ def runs_page(view: dict) -> str:
         for r in view["runs"]
     ]  # fmt: skip
     headers = ["Run", "Worker", "Args", "Host", "Started", "Finished", "Took", "Outcome", "Log"]
-    table = _table(headers, rows, "no runs match")
+    table = _table(headers, rows, "no runs match", wide=(2, 3, 5, 6))
     page, pages = view["page"], view["pages"]
     query = {k: v for k, v in filters.items() if v}
 

@@ -21,13 +21,21 @@ from pathlib import Path
 
 import attrs
 import pytest
+import yaml
 
+from nowcastkit.control import ask
 from tests.conftest import System, child_env, wait_for
 from tests.integration.operator_tools import CHAIN, history
+from tests.integration.test_circus import _kill_leftovers, _wait_ready, start_circus
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]  # fmt: skip
+ROTATE_LOGS = """
+
+def after_rotate_logs(msg, config, checklist):
+    return []
+"""
 #: Milliseconds Playwright waits for what a test expects on a page.
 WAIT = 10_000
 
@@ -133,9 +141,10 @@ def test_a_live_runs_log_is_followed_until_it_ends(dashboard, page):
 def test_a_manager_restart_does_not_break_the_live_stream(dashboard, page):
     open_live(page, dashboard.url)
     dashboard.manager.stop()
-    page.locator("#processes", has_text="not answering").wait_for()
+    manager = page.locator("#processes tr", has_text="manager")
+    manager.locator(".badge.crash", has_text="not answering").wait_for()
     dashboard.start_manager()
-    page.locator("#processes", has_text="answering").wait_for()
+    manager.locator(".badge.success", has_text="answering").wait_for()
     run_id = launch(dashboard, "--sleep-time", "0")
     page.locator("#outcomes tr", has_text=run_id[:8]).locator(".badge.success").wait_for()
     assert page.evaluate("window.notReloaded") is True
@@ -195,6 +204,9 @@ def test_a_bad_address_is_refused_in_one_line_naming_the_key(running_system):
 def test_runs_filter_and_timeline_bars_open_their_runs(dashboard, page):
     dashboard.write_next_workers(CHAIN)
     sleep_run = launch(dashboard, "--sleep-time", "0")
+    # One after the other: bars that overlap on the timeline would hide one another.
+    wait_for(lambda: len(runs := history(dashboard)) == 2 and all(r["finished"] for r in runs),
+             "the chain's two finished runs")  # fmt: skip
     launch(dashboard, "--sleep-time", "x")
     wait_for(lambda: len(runs := history(dashboard)) == 3 and all(r["finished"] for r in runs),
              "three finished runs")  # fmt: skip
@@ -224,23 +236,59 @@ def test_the_checklist_is_folded_by_key(dashboard, page):
     assert "live, from the manager" in page.inner_text("main")
 
 
-def test_screenshots_of_each_page(dashboard, page, tmp_path):
-    """A small day of the toy system, each page photographed (docs/dashboard.md shows them)."""
-    folder = Path(os.environ.get("DASHBOARD_SCREENSHOTS") or tmp_path)
-    dashboard.write_next_workers(CHAIN)
-    launch(dashboard, "--sleep-time", "1")
-    crashed = launch(dashboard, "--sleep-time", "x")
-    wait_for(lambda: len(runs := history(dashboard)) == 3 and all(r["finished"] for r in runs),
-             "three finished runs")  # fmt: skip
-    running = launch(dashboard, "--sleep-time", "8")
-    open_live(page, dashboard.url)
-    page.locator("#running tr", has_text=running[:8]).wait_for()
-    shots = {"today": "/", "runs": "/runs", "timeline": "/timeline", "checklist": "/checklist",
-             "run": f"/runs/{crashed}"}  # fmt: skip
-    for name, path in shots.items():
-        if path != "/":
-            page.goto(dashboard.url + path)
-        if name == "checklist":
-            page.locator("details summary").first.click()
-        page.screenshot(path=folder / f"dashboard-{name}.png", full_page=True)
-        assert (folder / f"dashboard-{name}.png").stat().st_size > 10_000
+def test_screenshots_of_each_page_of_the_toy_system_under_circus(page, tmp_path):
+    """The toy system under circusd, the dashboard its fourth watcher: each page photographed
+    after a small day's runs (docs/dashboard.md shows them)."""
+    folder = Path(os.environ.get("DASHBOARD_SCREENSHOTS") or tmp_path / "shots")
+    folder.mkdir(exist_ok=True)
+    sleep = {"every": "day", "at": "05:15", "cmd line opts": "--sleep-time 3"}
+    rotate = {"every": "monday", "at": "00:00"}
+    (tmp_path / "toy").mkdir()
+    system = start_circus(
+        tmp_path / "toy", [{"workers.sleep": sleep}, {"workers.rotate_logs": rotate}]
+    )
+    try:
+        _wait_ready(system)
+        wait_for(lambda: system.count(r"\[dashboard\] listening on"), "dashboard listening")
+        (system.folder / "next_workers.py").write_text(CHAIN + ROTATE_LOGS)
+        raw = yaml.safe_load((system.folder / "nowcast.yaml").read_text())
+        url = f"http://127.0.0.1:{raw['dashboard']['port']}"
+        control = f"tcp://127.0.0.1:{raw['zmq']['ports']['control']}"
+
+        def launch_toy(module: str, *args: str) -> str:
+            request = {"command": "launch", "worker": module, "args": list(args)}
+            return ask(control, request, 5)["run"]
+
+        def finished() -> bool:
+            runs = json.loads(request(url + "/runs?format=json", "GET")[1])["runs"]
+            return len(runs) == 4 and all(r["finished"] for r in runs)
+
+        crashed = launch_toy("workers.sleep", "--sleep-time", "x")
+        wait_for(lambda: "crash" in request(f"{url}/runs/{crashed}?format=json", "GET")[1].decode(),
+                 "the crash")  # fmt: skip
+        launch_toy("workers.sleep", "--sleep-time", "1")
+        launch_toy("workers.rotate_logs")
+        wait_for(finished, "four finished runs", 20)
+        running = launch_toy("workers.sleep", "--sleep-time", "20")
+        open_live(page, url)
+        page.locator("#running tr", has_text=running[:8]).wait_for()
+        page.locator("#processes", has_text="dashboard").wait_for()
+        shots = {"today": "/", "runs": "/runs", "timeline": "/timeline", "run": f"/runs/{crashed}",
+                 "checklist": "/checklist"}  # fmt: skip
+        for name, path in shots.items():
+            if path != "/":
+                page.goto(url + path)
+            if name == "checklist":
+                page.locator("details summary").first.click()
+            page.screenshot(path=folder / f"dashboard-{name}.png", full_page=True)
+            assert (folder / f"dashboard-{name}.png").stat().st_size > 10_000
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        page.goto(url + "/")
+        page.wait_for_selector("#live.on")
+        page.screenshot(path=folder / "dashboard-today-phone.png", full_page=True)
+        assert ask(control, {"command": "cancel", "run": running, "by": "test"}, 5)["ok"]
+        still = url + "/runs?outcome=running&format=json"
+        wait_for(lambda: json.loads(request(still, "GET")[1])["total"] == 0, "the run's end")
+        system.quit()
+    finally:
+        _kill_leftovers(system)
