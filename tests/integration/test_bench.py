@@ -54,3 +54,21 @@ def test_quick_bench_emits_every_figure(tmp_path):
             value = figures[section][name]
             assert isinstance(value, float) and not math.isnan(value), (section, name, value)
     assert "targets:" in done.stdout
+
+
+def test_the_dashboard_bench_times_every_page_against_a_bare_query(tmp_path):
+    out = tmp_path / "dashboard.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.dashboard", "--runs", "2000", "--repeat", "3",
+         "--json", str(out)],
+        cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=50,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads(out.read_text())
+    assert figures["runs"] == 2000
+    assert {"today", "runs, page 1", "one run", "timeline of one day", "checklist"} <= set(
+        figures["pages"]
+    )
+    for name, page in figures["pages"].items():
+        assert page["p95_ms"] > 0 and page["query_p95_ms"] > 0, name
+    assert "dashboard pages with 2,000 runs in the store" in done.stdout
