@@ -66,8 +66,8 @@ class Feed:
     def lines(self) -> list[dict]:
         """The recent events, newest first, as the Today page lists them."""
         return [
-            {"time": local_time(e["time"], with_date=False), "event": e["event"],
-             "worker": e["worker"], "what": describe(e), "run": e.get("run")}
+            {"time": local_time(e["time"], with_date=False), "event": str(e["event"]),
+             "worker": str(e["worker"]), "what": _described(e), "run": e.get("run")}
             for e in reversed(self.recent)
         ]  # fmt: skip
 
@@ -75,7 +75,6 @@ class Feed:
         """Receive events until :meth:`close`; call *on_event* after each (hello too)."""
         sock = self._socket = self.context.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         sock.connect(self.endpoint)
         sock.setsockopt_string(zmq.SUBSCRIBE, "")
         sock.setsockopt_string(zmq.SUBSCRIBE, f"{HELLO_PREFIX}{uuid.uuid4().hex}")
@@ -100,6 +99,7 @@ class Feed:
                 await result
 
     def close(self) -> None:
+        """End every listener's stream and close the socket."""
         for queue in self.listeners:
             if queue.full():
                 queue.get_nowait()
@@ -108,3 +108,11 @@ class Feed:
             self._socket.close(linger=0)
             self._socket = None
         self.context.destroy(linger=0)
+
+
+def _described(event: dict) -> str:
+    """What the monitor says of *event*; an event of a shape it does not know, as it came."""
+    try:
+        return describe(event)
+    except (KeyError, TypeError, AttributeError):
+        return json.dumps(event, default=str)

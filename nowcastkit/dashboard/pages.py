@@ -47,6 +47,7 @@ def _page(title: str, here: str, body: str, live: str = "") -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)} · nowcastkit</title>"
+        '<link rel="icon" href="data:,">'  # no favicon request
         '<link rel="stylesheet" href="/static/dashboard.css">'
         '<script src="/static/dashboard.js" defer></script></head>\n'
         f'<body><header><span class="brand">nowcastkit</span><nav>{nav}</nav>'
