@@ -10,7 +10,8 @@ the next workers module (``NextWorker("...")``) or the schedule that cannot be
 found or are not registered, and every bad ``scheduled workers`` entry
 (``every``, ``at``, ``timezone``, ``catch up`` ...), and every bad ``alerts``
 channel (an unknown kind, a bad port, no ``to``, an unknown event or worker),
-and every bad ``deadlines`` entry (a bad time, an unknown time zone, worker or days).
+and every bad ``deadlines`` entry (a bad time, an unknown time zone, worker or days),
+and a bad ``dashboard`` setting (an address beyond loopback without ``insecure``).
 Exit status 0 when valid, 1 when not (a config file that cannot be read
 included); 2 for a usage error, such as a --payload that is not YAML.
 ``--dry-run WORKER TYPE`` calls ``after_<worker>`` on a copy of the current
@@ -33,6 +34,7 @@ import yaml
 from nowcastkit import alerts, deadlines, race
 from nowcastkit import checklist as checklist_file
 from nowcastkit.config import Config, check
+from nowcastkit.dashboard.settings import settings as dashboard_settings
 from nowcastkit.errors import ConfigError, FlowError, NowcastkitError
 from nowcastkit.flow import Flow
 from nowcastkit.hosts import remote_host
@@ -79,6 +81,7 @@ def problems(path: Path) -> tuple[list[ConfigError], Config | None, Flow | None]
     found.extend(_host_problems(config))
     found.extend(alerts.problems(config))
     found.extend(deadlines.problems(config))
+    found.extend(_dashboard_problems(config))
     registry = data.get("message registry")
     if not (
         isinstance(registry, dict)
@@ -173,6 +176,14 @@ def _host_problems(config: Config) -> list[ConfigError]:
         except ConfigError as err:
             found.append(err)
     return found
+
+
+def _dashboard_problems(config: Config) -> list[ConfigError]:
+    try:
+        dashboard_settings(config)
+    except ConfigError as err:
+        return [err]
+    return []
 
 
 def _importable(module: str) -> bool:

@@ -21,6 +21,21 @@ def test_a_good_system_is_valid(toy_system):
     assert result.stdout.strip() == f"{toy_system.config_path}: valid"
 
 
+def test_a_dashboard_beyond_loopback_needs_insecure_said(toy_system):
+    toy_system.config["dashboard"] = {"host": "0.0.0.0", "port": 8080}
+    toy_system.write_config()
+    result = validate(toy_system)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == (
+        f"{toy_system.config_path}: dashboard.host: got '0.0.0.0', expected a loopback address: "
+        "the dashboard has no authentication yet, so serving beyond loopback needs "
+        "dashboard.insecure: true"
+    )
+    toy_system.config["dashboard"]["insecure"] = True
+    toy_system.write_config()
+    assert validate(toy_system).returncode == 0
+
+
 def test_every_problem_is_reported_at_once_with_file_and_key(toy_system):
     config = toy_system.config
     config["checklist file"] = "$(NOWCAST.ENV.NOWCASTKIT_SURELY_UNSET)/c.yaml"
