@@ -27,10 +27,10 @@ from xml.sax.saxutils import escape, quoteattr
 from nowcastkit import store as st
 from nowcastkit.cli.history import attempt, outcome, read_runs, retry_note
 from nowcastkit.cli.output import dump_json, duration, local_time
-from nowcastkit.config import load_config
+from nowcastkit.config import Config, load_config
 from nowcastkit.errors import NowcastkitError
 
-__all__ = ["COLOURS", "add_arguments", "colour", "run", "svg"]
+__all__ = ["COLOURS", "add_arguments", "colour", "day_picture", "run", "svg"]
 
 COLOURS = {
     "success": "#2e7d32",
@@ -65,12 +65,7 @@ def run(args: argparse.Namespace) -> int:
             f"-o {output}: a PNG needs rsvg-convert on PATH (Debian package librsvg2-bin); "
             "or write .svg or .html"
         )
-    start = dt.datetime.combine(day, dt.time()).timestamp()
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time()).timestamp()
-    runs, retries = read_runs(config, since=start, until=end)
-    attempts = {r.run_id: attempt(config, r) for r in runs}
-    picture = svg(sorted(runs, key=lambda r: r.launched), f"nowcast runs on {day}", time.time(),
-                  retries, attempts)  # fmt: skip
+    runs, picture = day_picture(config, day, time.time())
     if output.suffix == ".html":
         picture = _html(picture, f"nowcast runs on {day}")
     if converter:
@@ -82,6 +77,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {output}: {len(runs)} runs on {day}")
     return 0
+
+
+def day_picture(config: Config, day: dt.date, now: float) -> tuple[list[st.Run], str]:
+    """The runs launched on *day* (local time), oldest first, and their SVG picture with
+    attempts and pending retries, from the store read-only."""
+    start = dt.datetime.combine(day, dt.time()).timestamp()
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time()).timestamp()
+    runs, retries = read_runs(config, since=start, until=end)
+    runs.sort(key=lambda r: r.launched)
+    attempts = {r.run_id: attempt(config, r) for r in runs}
+    return runs, svg(runs, f"nowcast runs on {day}", now, retries, attempts)
 
 
 def _day(text: str | None) -> dt.date:

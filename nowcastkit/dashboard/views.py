@@ -21,7 +21,7 @@ from nowcastkit.cli import status
 from nowcastkit.cli.history import as_dict, log_file, open_history
 from nowcastkit.cli.logs import last_lines
 from nowcastkit.cli.output import iso
-from nowcastkit.cli.timeline import svg
+from nowcastkit.cli.timeline import day_picture
 from nowcastkit.config import Config
 from nowcastkit.control import ManagerUnreachable, ask, control_endpoint
 from nowcastkit.errors import NowcastkitError
@@ -163,16 +163,7 @@ def log_tail(config: Config, r: st.Run) -> dict:
 
 def timeline(config: Config, day: dt.date, now: float) -> dict:
     """The day's runs as the timeline SVG that ``nowcastkit timeline`` draws."""
-    start = dt.datetime.combine(day, dt.time()).timestamp()
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time()).timestamp()
-    store = open_history(config)
-    try:
-        found = st.history(store, since=start, until=end) if store else []
-    finally:
-        if store:
-            store.conn.close()
-    found.sort(key=lambda r: r.launched)
-    picture = svg(found, f"nowcast runs on {day}", now)
+    found, picture = day_picture(config, day, now)
     return {"date": str(day), "runs": len(found), "svg": picture}
 
 
