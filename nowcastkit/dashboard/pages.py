@@ -15,6 +15,7 @@ import time
 from html import escape
 from urllib.parse import urlencode
 
+from nowcastkit import checklist as checklist_file
 from nowcastkit.cli.output import duration
 from nowcastkit.cli.timeline import COLOURS, colour
 
@@ -269,8 +270,8 @@ def timeline_page(view: dict) -> str:
     return _page(f"Timeline {day}", "/timeline", body)
 
 
-def checklist_page(view: dict, dump) -> str:
-    """*dump* turns one key's value into the YAML shown (``checklist.dump``)."""
+def checklist_page(view: dict) -> str:
+    """One folded section per key, its value as the checklist file writes it."""
     if view["source"] == "manager":
         source = "live, from the manager"
     else:
@@ -279,7 +280,7 @@ def checklist_page(view: dict, dump) -> str:
     keys = "".join(
         f'<details data-key="{escape(str(key))}"><summary>{escape(str(key))}'
         f'<span class="size">{_size(value)}</span></summary>'
-        f"<pre>{escape(dump({key: value}))}</pre></details>"
+        f"<pre>{escape(checklist_file.dump({key: value}))}</pre></details>"
         for key, value in view["checklist"].items()
     )
     body = (

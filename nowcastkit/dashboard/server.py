@@ -26,7 +26,6 @@ import tornado.iostream
 import tornado.netutil
 import tornado.web
 
-from nowcastkit import checklist as checklist_file
 from nowcastkit import store as st
 from nowcastkit.cli.history import open_history
 from nowcastkit.cli.status import ask_circus, circus_endpoint
@@ -190,7 +189,7 @@ class _Timeline(_Handler):
 class _Checklist(_Handler):
     async def get(self) -> None:
         view = await self.blocking(views.checklist, self.config, ASK_TIMEOUT)
-        self.answer(view, lambda v: pages.checklist_page(v, checklist_file.dump))
+        self.answer(view, pages.checklist_page)
 
 
 class _Stream(_Handler):
