@@ -23,10 +23,12 @@ import yaml
 from nowcastkit import retry
 from nowcastkit.errors import ConfigError
 
-__all__ = ["Config", "check", "load_config", "worker_retry", "worker_timeout"]
+__all__ = ["CLIENT_ROLES", "Config", "check", "load_config", "worker_retry", "worker_timeout"]
 
 _ENV_VAR = re.compile(r"\$\(NOWCAST\.ENV\.([A-Za-z_][A-Za-z0-9_]*)\)")
 _MISSING = object()
+#: The processes that connect to the broker or the control socket, each with its own key pair.
+CLIENT_ROLES = ("manager", "scheduler", "cli", "workers")
 
 
 class Config(Mapping):
@@ -181,6 +183,7 @@ def _validate(data: dict, check: _Checker) -> None:
     check.positive(zmq, "reply attempts", int, "zmq")
     check.positive(zmq, "resend for", (int, float), "zmq")
     check.positive(zmq, "max message size", int, "zmq")
+    _validate_security(zmq, check)
     registry = check.require(data, "message registry", dict, "")
     check.require(registry, "next workers module", str, "message registry")
     manager = check.require(registry, "manager", dict, "message registry", default={})
@@ -197,6 +200,27 @@ def _validate(data: dict, check: _Checker) -> None:
             check.problem(f"{where}.{key}", problem)
         types = {k: v for k, v in entry.items() if k not in ("checklist key", "timeout", "retry")}
         _check_words(types, check, where)
+
+
+def _validate_security(zmq: Any, check: _Checker) -> None:
+    """The shape of ``zmq.insecure``, ``zmq.transport``, ``zmq.ipc folder`` and ``zmq.curve``."""
+    check.require(zmq, "insecure", bool, "zmq", default=False)
+    transport = check.require(zmq, "transport", str, "zmq", default="tcp")
+    if transport not in (None, "tcp", "ipc"):
+        check.problem("zmq.transport", f"got {transport!r}, expected tcp or ipc")
+    check.require(zmq, "ipc folder", str, "zmq", default="")
+    curve = check.require(zmq, "curve", dict, "zmq", default={})
+    if not curve:
+        return
+    check.require(curve, "keys", str, "zmq.curve")
+    check.require(curve, "broker", str, "zmq.curve")
+    check.require(curve, "allowed", str, "zmq.curve", default="")
+    clients = check.require(curve, "clients", dict, "zmq.curve", default={}) or {}
+    for role, name in clients.items():
+        if role not in CLIENT_ROLES:
+            check.problem(f"zmq.curve.clients.{role}", f"expected one of {', '.join(CLIENT_ROLES)}")
+        elif not isinstance(name, str) or not name:
+            check.problem(f"zmq.curve.clients.{role}", f"got {name!r}, expected a key pair's name")
 
 
 def _check_words(types: Mapping, check: _Checker, where: str) -> None:

@@ -26,7 +26,7 @@ import attrs
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from nowcastkit import lifecycle
+from nowcastkit import lifecycle, security
 from nowcastkit.config import Config
 from nowcastkit.message import max_message_size
 from nowcastkit.sockets import NOBLOCK, bind, send_frames
@@ -112,7 +112,23 @@ def _split(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
     return frames[:cut], frames[cut + 1 :]
 
 
+def _check(config: Config) -> None:
+    """Fail closed: a broker reachable beyond loopback without CURVE does not start."""
+    if (refusal := security.exposure(config)) is not None:
+        raise refusal
+
+
+def _warn_if_open(config: Config) -> None:
+    address = bind_address(config)
+    if not security.is_curve(config) and not security.is_loopback(address):
+        log.warning(
+            "zmq.insecure: true: bound to %r without CURVE; anyone who can reach these ports "
+            "can send any worker's messages and make the manager launch workers", address,
+        )  # fmt: skip
+
+
 def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWatch) -> None:
+    _warn_if_open(config)
     context = zmq.Context()
     workers = context.socket(zmq.ROUTER)
     # A larger frame is refused by ZeroMQ itself, which drops that connection.
@@ -165,7 +181,9 @@ def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWat
 
 
 def main(argv: list[str] | None = None) -> int:
-    return lifecycle.run_process("message_broker", __doc__.splitlines()[0], _serve, argv)
+    return lifecycle.run_process(
+        "message_broker", __doc__.splitlines()[0], _serve, argv, check=_check
+    )
 
 
 if __name__ == "__main__":

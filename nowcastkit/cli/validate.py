@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from nowcastkit import alerts, deadlines, race
+from nowcastkit import alerts, deadlines, race, security
 from nowcastkit import checklist as checklist_file
 from nowcastkit.config import Config, check
 from nowcastkit.dashboard.settings import settings as dashboard_settings
@@ -82,6 +82,7 @@ def problems(path: Path) -> tuple[list[ConfigError], Config | None, Flow | None]
     found.extend(alerts.problems(config))
     found.extend(deadlines.problems(config))
     found.extend(_dashboard_problems(config))
+    found.extend(_security_problems(config))
     registry = data.get("message registry")
     if not (
         isinstance(registry, dict)
@@ -184,6 +185,18 @@ def _dashboard_problems(config: Config) -> list[ConfigError]:
     except ConfigError as err:
         return [err]
     return []
+
+
+def _security_problems(config: Config) -> list[ConfigError]:
+    """A broker exposed without CURVE; with CURVE, every key file the config names."""
+    zmq_config = config.get("zmq")
+    if not isinstance(zmq_config, dict) or not isinstance(zmq_config.get("host"), str):
+        return []  # check() has said what is wrong with it
+    if (refusal := security.exposure(config)) is not None:
+        return [refusal]
+    if not isinstance(zmq_config.get("curve"), dict) or not zmq_config["curve"]:
+        return []
+    return security.curve_problems(config)
 
 
 def _importable(module: str) -> bool:

@@ -188,3 +188,16 @@ def test_the_schedule_is_checked_even_when_the_registry_is_unusable(toy_system):
     assert any(line.startswith(f"{path}: scheduled workers[0].workers.sleep.every: got 'dya'")
                for line in lines), lines  # fmt: skip
     assert len(lines) - 1 == len(set(lines[:-1])), lines  # each problem once
+
+
+def test_a_broker_exposed_without_curve_is_a_problem_issue_15(toy_system):
+    toy_system.config["zmq"]["bind"] = "*"
+    toy_system.write_config()
+    result = validate(toy_system)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0].startswith(
+        f"{toy_system.config_path}: zmq.bind: got '*': the broker would accept anyone"
+    )
+    toy_system.config["zmq"]["insecure"] = True
+    toy_system.write_config()
+    assert validate(toy_system).returncode == 0

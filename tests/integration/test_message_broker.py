@@ -80,12 +80,33 @@ def test_non_loopback_address_refused_by_default(toy_system):
 
 def test_binds_all_interfaces_when_config_says_so(toy_system):
     toy_system.config["zmq"]["bind"] = "*"
+    toy_system.config["zmq"]["insecure"] = True
     toy_system.write_config()
-    toy_system.start_broker()
+    broker = toy_system.start_broker()
+    assert "WARNING [message_broker] zmq.insecure: true: bound to '*' without CURVE" in (
+        broker.output()
+    )
     for port in broker_ports(toy_system):
         assert listening_addresses(port) == {"0.0.0.0"}
         for address in ipv4_addresses():
             assert can_connect(address, port), f"{address}:{port} refused a connection"
+
+
+@pytest.mark.parametrize("key", ["bind", "host"])
+def test_bound_beyond_loopback_without_curve_refuses_to_start_issue_15(toy_system, key):
+    """Fail closed: one line naming the key, exit 2, nothing bound."""
+    others = [address for address in ipv4_addresses() if not address.startswith("127.")]
+    address = "*" if key == "bind" else (others or ["0.0.0.0"])[0]
+    toy_system.config["zmq"][key] = address
+    toy_system.write_config()
+    broker = toy_system.spawn("message_broker", "-m", "nowcastkit.message_broker")
+    assert broker.popen.wait(10) == 2
+    (line,) = broker.output().splitlines()
+    assert line == (
+        f"message_broker: {toy_system.config_path}: zmq.{key}: got {address!r}: the broker "
+        "would accept anyone who can reach it; set zmq.curve (docs/security.md), or "
+        "zmq.insecure: true to run unauthenticated"
+    )
 
 
 def test_survives_frames_without_an_envelope_then_relays(running_system):

@@ -202,3 +202,21 @@ def test_failed_reload_keeps_old_contents(tmp_path):
     with pytest.raises(ConfigError):
         config.load(path)
     assert config["zmq"]["host"] == "localhost"
+
+
+@pytest.mark.parametrize(
+    ("zmq", "expected"),
+    [
+        ({"insecure": "yes"}, "zmq.insecure: got 'yes', expected bool"),
+        ({"transport": "udp"}, "zmq.transport: got 'udp', expected tcp or ipc"),
+        ({"curve": {"broker": "broker"}}, "zmq.curve.keys: missing required key"),
+        (
+            {"curve": {"keys": "k", "broker": "b", "clients": {"worker": "w"}}},
+            "zmq.curve.clients.worker: expected one of manager, scheduler, cli, workers",
+        ),
+    ],
+)
+def test_security_keys_are_checked_issue_15(tmp_path, zmq, expected):
+    data = minimal()
+    data["zmq"].update(zmq)
+    assert load_error(write(tmp_path, data)).endswith(expected)
