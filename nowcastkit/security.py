@@ -37,6 +37,7 @@ __all__ = [
     "is_curve",
     "is_loopback",
     "key_file",
+    "keys_folder",
 ]
 
 #: The ZAP domain of every CURVE server of the system.
@@ -80,16 +81,21 @@ def exposure(config: Config) -> ConfigError | None:
     )  # fmt: skip
 
 
+def keys_folder(config: Config) -> Path:
+    """The folder of key pairs, ``zmq.curve.keys`` (relative to the config file's folder)."""
+    return _folder(config, "keys")
+
+
 def key_file(config: Config, name: str, *, secret: bool) -> Path:
     """The path of key pair *name*'s public (or secret) file in ``zmq.curve.keys``."""
-    return _folder(config, "keys") / f"{name}.key{'_secret' if secret else ''}"
+    return keys_folder(config) / f"{name}.key{'_secret' if secret else ''}"
 
 
 def allowed_folder(config: Config) -> Path:
     """The allow-list folder: ``zmq.curve.allowed``, by default ``allowed/`` in the keys folder."""
     if config["zmq"]["curve"].get("allowed"):
         return _folder(config, "allowed")
-    return _folder(config, "keys") / "allowed"
+    return keys_folder(config) / "allowed"
 
 
 def client_key_name(config: Config, role: str) -> str:

@@ -11,6 +11,7 @@
     nowcastkit validate --dry-run sleep success
     nowcastkit alert test ops-mail           # does the alert channel work?
     nowcastkit dashboard                     # the read-only web dashboard, live
+    nowcastkit keys generate worker-host-1   # a CURVE key pair; keys allow, revoke, list
 
 Each subcommand lives in its own module here; its docstring is its help.
 Every subcommand takes the config file as an optional argument, defaulting
@@ -34,7 +35,7 @@ __all__ = ["CommandLineInterface", "config_argument", "main"]
 
 _SUBCOMMANDS = (
     "status", "monitor", "checklist", "history", "logs", "launch", "cancel", "timeline",
-    "validate", "alert", "dashboard",
+    "validate", "alert", "dashboard", "keys",
 )  # fmt: skip
 
 
