@@ -17,15 +17,18 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
+import attrs
 import yaml
 import zmq
 
+from nowcastkit import security
 from nowcastkit.config import Config
 from nowcastkit.errors import NowcastkitError
 from nowcastkit.lifecycle import STOP, SignalWatch
 
 __all__ = [
     "HELLO_PREFIX",
+    "Endpoint",
     "LaunchRefused",
     "ManagerUnreachable",
     "ask",
@@ -63,14 +66,39 @@ class LaunchRefused(NowcastkitError):
     exit_status = 1
 
 
-def control_endpoint(config: Config) -> str:
+@attrs.frozen
+class Endpoint:
+    """One of the manager's sockets, and how *role* proves itself to it when CURVE is on.
+
+    Its ``str`` is the ZeroMQ address, so it prints and formats as one.
+    """
+
+    address: str
+    config: Config | None = attrs.field(default=None, eq=False, repr=False)
+    role: str = "cli"
+
+    def __str__(self) -> str:
+        return self.address
+
+    @property
+    def is_curve(self) -> bool:
+        return self.config is not None and security.is_curve(self.config)
+
+    def secure(self, sock: zmq.Socket) -> None:
+        """Give a client socket *role*'s key pair and the manager's public key, with CURVE on."""
+        if self.is_curve:
+            manager = security.client_key_name(self.config, "manager")
+            security.curve_client(sock, self.config, self.role, server=manager)
+
+
+def control_endpoint(config: Config, role: str = "cli") -> Endpoint:
     """Where the manager's control socket listens: always loopback (default manager port + 2)."""
-    return _loopback(config, "control", 2)
+    return Endpoint(_loopback(config, "control", 2), config, role)
 
 
-def monitor_endpoint(config: Config) -> str:
+def monitor_endpoint(config: Config, role: str = "cli") -> Endpoint:
     """Where the manager publishes its events: always loopback (default manager port + 3)."""
-    return _loopback(config, "monitor", 3)
+    return Endpoint(_loopback(config, "monitor", 3), config, role)
 
 
 def _loopback(config: Config, name: str, offset: int) -> str:
@@ -80,7 +108,7 @@ def _loopback(config: Config, name: str, offset: int) -> str:
 
 
 def ask(
-    endpoint: str,
+    endpoint: str | Endpoint,
     request: dict,
     timeout: float = 3.0,
     *,
@@ -95,8 +123,10 @@ def ask(
     sock = (context or zmq.Context.instance()).socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     try:
+        if isinstance(endpoint, Endpoint):
+            endpoint.secure(sock)
         try:
-            sock.connect(endpoint)
+            sock.connect(str(endpoint))
             sock.send(yaml.dump(request, Dumper=yaml.CSafeDumper).encode())
         except zmq.ZMQError as err:
             raise ManagerUnreachable(f"manager: cannot ask on {endpoint}: {err}") from None
@@ -117,7 +147,7 @@ def ask(
 
 
 def launch(
-    endpoint: str,
+    endpoint: str | Endpoint,
     worker: Launchable,
     by: str,
     timeout: float,

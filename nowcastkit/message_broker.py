@@ -19,6 +19,7 @@ import itertools
 import logging
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -28,6 +29,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from nowcastkit import lifecycle, security
 from nowcastkit.config import Config
+from nowcastkit.gate import Gate, RateLimit
 from nowcastkit.message import max_message_size
 from nowcastkit.sockets import NOBLOCK, bind, send_frames
 
@@ -65,10 +67,14 @@ class Relay:
     backlog: collections.deque = attrs.field(factory=collections.deque)
     outstanding: dict[bytes, list] = attrs.field(factory=dict)
 
-    def accept(self, frames: list[bytes]) -> None:
-        """Queue a worker's request, tagged, for the manager."""
+    def accept(self, frames: list[bytes], key_name: str | None = None) -> None:
+        """Queue a worker's request, tagged, for the manager.
+
+        With CURVE, the tag ends with a space and the name of the client's key, which
+        the manager records; the manager's own connection is authenticated too.
+        """
         envelope, body = _split(frames)
-        tag = f"{self.instance}:{next(self.serial)}".encode()
+        tag = f"{self.instance}:{next(self.serial)}{f' {key_name}' if key_name else ''}".encode()
         tagged = [*envelope, b"", tag, *body]
         self.outstanding[tag] = tagged
         self.backlog.append(tagged)
@@ -127,57 +133,123 @@ def _warn_if_open(config: Config) -> None:
         )  # fmt: skip
 
 
-def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWatch) -> None:
-    _warn_if_open(config)
-    context = zmq.Context()
-    workers = context.socket(zmq.ROUTER)
-    # A larger frame is refused by ZeroMQ itself, which drops that connection.
-    workers.setsockopt(zmq.MAXMSGSIZE, max_message_size(config))
-    manager = context.socket(zmq.DEALER)
-    relay = Relay()
-    try:
-        _bind(workers, config, "workers")
-        _bind(manager, config, "manager")
+@attrs.define(eq=False)
+class _Broker:
+    """The broker's sockets, its gate when CURVE is on, and the relay between them."""
+
+    config: Config
+    context: zmq.Context
+    workers: zmq.Socket
+    manager: zmq.Socket
+    gate: Gate | None = None
+    relay: Relay = attrs.field(factory=Relay)
+    events: zmq.Socket | None = None
+    failures: zmq.Socket | None = None
+    limit: RateLimit = attrs.field(factory=RateLimit)
+
+    @classmethod
+    def open(cls, config: Config) -> _Broker:
+        context = zmq.Context()
+        broker = cls(config, context, context.socket(zmq.ROUTER), context.socket(zmq.DEALER))
+        # A larger frame is refused by ZeroMQ itself, which drops that connection.
+        broker.workers.setsockopt(zmq.MAXMSGSIZE, max_message_size(config))
+        if security.is_curve(config):
+            broker.gate = Gate.open(context, config, log)  # before binding: fail closed
+            for sock in (broker.workers, broker.manager):
+                security.curve_server(sock, config)
+        _bind(broker.workers, config, "workers")
+        _bind(broker.manager, config, "manager")
         # ZeroMQ reports a disconnection before the socket drops the dead peer's pipe, so
         # a request resent at once can still go down that pipe and be lost: the next
         # manager's handshake (reported once its pipe is handed to the socket) resends it.
-        events = manager.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        broker.events = broker.manager.get_monitor_socket(
+            zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | _FAILED
+        )
+        broker.failures = broker.workers.get_monitor_socket(_FAILED)
+        return broker
+
+    def receive(self) -> None:
+        """A worker's request, tagged with its key's name when CURVE is on."""
+        if self.gate is None:
+            self.relay.accept(self.workers.recv_multipart())
+            return
+        frames = self.workers.recv_multipart(copy=False)
+        self.relay.accept([frame.bytes for frame in frames], frames[-1].get("User-Id"))
+
+    def watch_manager(self) -> None:
+        event = recv_monitor_message(self.events)
+        if event["event"] == _FAILED:
+            self.handshake_failed("manager", event["value"])
+        elif count := self.relay.requeue():
+            log.warning(
+                "manager %s; %d unanswered requests will be resent",
+                "disconnected" if event["event"] == zmq.EVENT_DISCONNECTED else "connected",
+                count,
+            )
+
+    def handshake_failed(self, role: str, code: int) -> None:
+        """A handshake that failed before ZAP saw a key: no CURVE, or the wrong server key.
+
+        ZeroMQ names no peer for these; the gate logs the rejections it decides itself.
+        """
+        why = _WHY.get(code, f"protocol error {code:#x}")
+        held = self.limit.admit((role, code), time.monotonic())
+        if held is not None:
+            more = f" ({held} more since the last line)" if held else ""
+            log.warning("%s socket: handshake rejected: %s%s", role, why, more)
+
+    def close(self) -> None:
+        for sock in (self.manager, self.workers):
+            sock.disable_monitor()
+        self.workers.close(linger=0)
+        self.manager.close(linger=1000)
+        if self.gate is not None:
+            self.gate.close()
+        self.context.destroy(linger=0)
+
+
+_FAILED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+_WHY = {
+    0x11000001: "could not decrypt its hello: it has the wrong broker public key",
+    0x11000002: "security mechanism mismatch: a client without CURVE, or CURVE not set here",
+}
+
+
+def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWatch) -> None:
+    _warn_if_open(config)
+    broker = _Broker.open(config)
+    workers, manager, relay = broker.workers, broker.manager, broker.relay
+    try:
         poller = zmq.Poller()
-        poller.register(workers, zmq.POLLIN)
-        poller.register(events, zmq.POLLIN)
-        poller.register(watch, zmq.POLLIN)
+        for item in (workers, broker.events, broker.failures, watch):
+            poller.register(item, zmq.POLLIN)
         while True:
             poller.register(manager, zmq.POLLIN | (zmq.POLLOUT if relay.backlog else 0))
             ready = dict(poller.poll())
             if workers in ready:
-                relay.accept(workers.recv_multipart())
+                broker.receive()
             if ready.get(manager, 0) & zmq.POLLIN:
                 reply = relay.answer(manager.recv_multipart())
                 if reply is None:
                     log.debug("second reply to a request dropped")
                 else:
                     send_frames(workers, reply)
-            if events in ready:
-                event = recv_monitor_message(events)["event"]
-                if count := relay.requeue():
-                    log.warning(
-                        "manager %s; %d unanswered requests will be resent",
-                        "disconnected" if event == zmq.EVENT_DISCONNECTED else "connected",
-                        count,
-                    )
+            if broker.events in ready:
+                broker.watch_manager()
+            if broker.failures in ready:
+                broker.handshake_failed("worker", recv_monitor_message(broker.failures)["value"])
             relay.forward(manager)
             if watch.fileno() in ready or watch.pending:
                 signums = watch.take()
                 if signal.SIGHUP in signums:
                     lifecycle.reload_config(config, "message_broker")
+                    if broker.gate is not None:
+                        broker.gate.reload()
                 if {signal.SIGTERM, signal.SIGINT} & set(signums):
                     log.info("shutting down")
                     return
     finally:
-        manager.disable_monitor()
-        workers.close(linger=0)
-        manager.close(linger=1000)
-        context.destroy(linger=0)
+        broker.close()
 
 
 def main(argv: list[str] | None = None) -> int:

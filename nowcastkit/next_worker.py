@@ -66,4 +66,6 @@ class NextWorker:
 
         log = logging.getLogger(logger_name)
         log.info("asking the manager to launch %s worker on %s", self.module, self.host)
-        return control.launch(control.control_endpoint(config), self, logger_name, timeout)
+        return control.launch(
+            control.control_endpoint(config, "workers"), self, logger_name, timeout
+        )

@@ -67,6 +67,9 @@ class NowcastWorker:
         self._parsed_args: Any = None
         self._context: Any = None
         self._socket: Any = None
+        self._monitor: Any = None
+        self._handshakes: Any = None
+        self._key = self._server_key = ""
         self._endpoint = ""
         self._started = time.monotonic()
         self._run_id: str | None = None
@@ -197,14 +200,14 @@ class NowcastWorker:
         """Tell the manager about a run it did not launch, so it can watch this process."""
         wait = min(_HELLO_TIMEOUT, self.config["zmq"].get("reply timeout", _HELLO_TIMEOUT))
         self._socket.send_string(self._message("hello").serialize())
-        if self._socket.poll(wait * 1000):
-            reply = Message.deserialize(self._socket.recv())
+        answer, _again = self._wait(wait)
+        if answer is not None:
+            reply = Message.deserialize(answer)
             if isinstance(reply.payload, dict) and isinstance(reply.payload.get("run"), str):
                 self._run_id = reply.payload["run"]
         else:
             self.logger.warning("manager did not answer hello within %gs", wait)
-            self._socket.close(linger=0)
-            self._socket = None
+            self._close_socket()
 
     def _registered_types(self) -> dict:
         workers = self.config["message registry"]["workers"]
@@ -234,12 +237,65 @@ class NowcastWorker:
             self._say_hello()
 
     def _new_socket(self):
+        """A REQ socket to the broker, with this host's key pair under CURVE, and its monitor."""
         import zmq
+
+        from nowcastkit import handshake, security
+        from nowcastkit.keys import fingerprint
 
         sock = self._context.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
+        if security.is_curve(self.config):
+            config, name = self.config, security.client_key_name(self.config, "workers")
+            public = security.curve_client(sock, config, "workers")
+            path = security.key_file(config, name, secret=True)
+            self._key = f"key {fingerprint(public)} from {path}"
+            self._server_key = str(security.key_file(config, config["zmq"]["curve"]["broker"],
+                                                     secret=False))  # fmt: skip
+        self._monitor = sock.get_monitor_socket(handshake.EVENTS)
+        self._handshakes = handshake.Handshakes()
         sock.connect(self._endpoint)
         return sock
+
+    def _wait(self, seconds: float) -> tuple[bytes | None, bool]:
+        """The reply within *seconds*, or None; True when the socket reconnected meanwhile.
+
+        A broker restarted while this worker waited has lost the request: the socket
+        reconnects within a second, and the request goes again at once, not after the
+        whole reply timeout. A refused handshake ends the worker at once, with why.
+        """
+        import zmq
+        from zmq.utils.monitor import recv_monitor_message
+
+        from nowcastkit import handshake
+
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            ready = dict(poller.poll(left * 1000 + 1))
+            if self._socket in ready:
+                return self._socket.recv(), False
+            if self._monitor in ready:
+                event = recv_monitor_message(self._monitor)
+                verdict = self._handshakes.see(event["event"], event["value"])
+                if verdict == handshake.RECONNECTED:
+                    return None, True
+                if verdict is not None:
+                    who = "this worker's key"
+                    line = handshake.refusal(
+                        verdict, self._endpoint, who, self._key, self._server_key
+                    )
+                    raise MessageError(line)
+        return None, False
+
+    def _close_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.disable_monitor()
+            self._monitor.close(linger=0)
+            self._socket.close(linger=0)
+            self._socket = self._monitor = None
 
     def _exchange(self, msg: Message, words: str) -> Message:
         """Send and wait for the reply, resending the same message on a fresh socket.
@@ -252,18 +308,21 @@ class NowcastWorker:
         wait = float(zmq_config.get("reply timeout", DEFAULT_REPLY_TIMEOUT))
         attempts = zmq_config.get("reply attempts")
         give_up = time.monotonic() + zmq_config.get("resend for", DEFAULT_RESEND_FOR)
-        text, attempt = msg.serialize(), 0
+        text, attempt, again = msg.serialize(), 0, False
         while True:
-            attempt += 1
+            attempt += 0 if again else 1
             if self._socket is None:
                 self._socket = self._new_socket()
             self._socket.send_string(text)
-            if attempt == 1:
+            if attempt == 1 and not again:
                 self.logger.debug("sent message: (%s) %s", msg.type, words)
-            if self._socket.poll(min(wait, max(give_up - time.monotonic(), 0.1)) * 1000):
-                return Message.deserialize(self._socket.recv())
-            self._socket.close(linger=0)
-            self._socket = None
+            answer, again = self._wait(min(wait, max(give_up - time.monotonic(), 0.1)))
+            if answer is not None:
+                return Message.deserialize(answer)
+            self._close_socket()
+            if again and time.monotonic() < give_up:
+                self.logger.warning("reconnected to the broker; resending at once")
+                continue
             if time.monotonic() >= give_up or attempt == attempts:
                 raise MessageError(
                     f"no reply from manager via {self._endpoint} after {attempt} sends over "
@@ -273,9 +332,7 @@ class NowcastWorker:
             wait = min(wait * 2, _MAX_WAIT)
 
     def _disconnect(self) -> None:
-        if self._socket is not None:
-            self._socket.close(linger=0)
-            self._socket = None
+        self._close_socket()
         if self._context is not None:
             self._context.term()
             self._context = None

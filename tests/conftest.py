@@ -19,6 +19,7 @@ import yaml
 import zmq
 
 from nowcastkit import control
+from nowcastkit.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -206,7 +207,8 @@ class System:
 
     def control(self, request: dict, timeout: float = 5.0) -> dict:
         """Send one request to the manager's control socket; return its answer."""
-        return control.ask(control.control_endpoint(self.config), request, timeout)
+        config = Config(self.config, self.config_path)
+        return control.ask(control.control_endpoint(config), request, timeout)
 
     def spawn(self, name: str, *argv: str) -> Process:
         log_path = self.folder / f"{name}-{len(self.processes)}.log"

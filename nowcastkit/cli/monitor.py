@@ -53,11 +53,12 @@ def run(args: argparse.Namespace) -> int:
     sock.setsockopt(zmq.LINGER, 0)
     token = f"{HELLO_PREFIX}{uuid.uuid4().hex}"
     try:
-        sock.connect(endpoint)
+        endpoint.secure(sock)
+        sock.connect(str(endpoint))
         sock.setsockopt_string(zmq.SUBSCRIBE, f"{args.worker}/" if args.worker else "")
         # Subscriptions arrive in order: the answer to this one means the first is in effect.
         sock.setsockopt_string(zmq.SUBSCRIBE, token)
-        return _watch(sock, args, endpoint, token)
+        return _watch(sock, args, str(endpoint), token)
     except KeyboardInterrupt:
         return 0
     finally:

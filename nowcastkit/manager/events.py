@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -37,6 +38,10 @@ log = logging.getLogger("manager")
 _SEND_HWM = 1000
 
 
+def _plain(_sock: zmq.Socket) -> None:
+    """No CURVE: the socket as it is."""
+
+
 @attrs.define(eq=False)
 class Events:
     """The manager's publisher; without a bound socket, publishing does nothing."""
@@ -46,14 +51,18 @@ class Events:
     #: Topic prefixes some monitor subscribes to (hello tokens aside).
     topics: set[str] = attrs.field(factory=set)
 
-    def bind(self, context: zmq.Context, config: Config) -> None:
+    def bind(
+        self, context: zmq.Context, config: Config, secure: Callable[[zmq.Socket], None] = _plain
+    ) -> None:
+        """Bind the feed; *secure* makes the socket a CURVE server first when CURVE is on."""
         sock = context.socket(zmq.XPUB)
+        secure(sock)
         sock.setsockopt(zmq.SNDHWM, _SEND_HWM)
         sock.setsockopt(zmq.LINGER, 0)
         # Every subscription reaches the manager, even one another monitor already made.
         sock.setsockopt(zmq.XPUB_VERBOSE, 1)
         try:
-            bind(sock, monitor_endpoint(config), config, "monitor", log)
+            bind(sock, str(monitor_endpoint(config)), config, "monitor", log)
         except ConfigError:
             sock.close()
             raise

@@ -45,12 +45,13 @@ import attrs
 import yaml
 import zmq
 
-from nowcastkit import alerts, deadlines, lifecycle, logs
+from nowcastkit import alerts, deadlines, lifecycle, logs, security
 from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.control import control_endpoint
 from nowcastkit.errors import ConfigError
 from nowcastkit.flow import Flow
+from nowcastkit.gate import Gate
 from nowcastkit.manager import control as commands
 from nowcastkit.manager.deadline_watch import DeadlineWatch, announce, heartbeat_channel
 from nowcastkit.manager.decide import (
@@ -101,6 +102,8 @@ class ManagerProcess:
     #: Sends alerts on a thread of its own; None without ``alerts:`` or ``heartbeat url``.
     notifier: alerts.Notifier | None = None
     deadlines: DeadlineWatch = attrs.field(factory=lambda: DeadlineWatch(deadlines.Plan()))
+    #: The control and monitor sockets' allow-list when CURVE is on.
+    gate: Gate | None = None
 
     @classmethod
     def start(cls, config: Config, ignore_checklist: bool = False) -> ManagerProcess:
@@ -130,11 +133,13 @@ class ManagerProcess:
         """Connect to the broker, bind the control and monitor sockets, start recovered runs."""
         self.workers = context.socket(zmq.DEALER)
         self.control = context.socket(zmq.REP)
+        secure = self._secure(context)
         host, port = self.config["zmq"]["host"], self.config["zmq"]["ports"]["manager"]
         self.workers.connect(f"tcp://{host}:{port}")
         log.info("connected to %s port %s", host, port)
-        bind(self.control, control_endpoint(self.config), self.config, "control", log)
-        self.events.bind(context, self.config)
+        secure(self.control)
+        bind(self.control, str(control_endpoint(self.config)), self.config, "control", log)
+        self.events.bind(context, self.config, secure)
         self.launch(self.recovered)
         self.recovered = []
         self.watch, self.poller = watch, zmq.Poller()
@@ -143,8 +148,23 @@ class ManagerProcess:
                 self.poller.register(item, zmq.POLLIN)
         log.debug("listening...")
 
+    def _secure(self, context: zmq.Context) -> Callable[[zmq.Socket], None]:
+        """With CURVE: the broker connection's keys, and what makes a socket of ours a server.
+
+        The control and monitor sockets are CURVE servers with the manager's key pair,
+        their allow-list the broker's, checked by the manager's own gate.
+        """
+        if not security.is_curve(self.config):
+            return lambda _sock: None
+        security.curve_client(self.workers, self.config, "manager")
+        name = security.client_key_name(self.config, "manager")
+        self.gate = Gate.open(context, self.config, log)  # before binding: fail closed
+        return lambda sock: security.curve_server(sock, self.config, name)
+
     def close(self) -> None:
         log.info("shutting down")
+        if self.gate is not None:
+            self.gate.close()
         if self.notifier is not None:
             self.notifier.stop()
         self.ledger.close()
@@ -347,6 +367,8 @@ class ManagerProcess:
 
     def reload(self) -> None:
         """SIGHUP: re-read the config, then the next workers module."""
+        if self.gate is not None:
+            self.gate.reload()
         if lifecycle.reload_config(self.config, "manager"):
             name = self.config["message registry"]["next workers module"]
             if name != self.flow.module_name:

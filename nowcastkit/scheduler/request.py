@@ -46,7 +46,7 @@ class ManagerLauncher:
     context: zmq.Context = attrs.field(factory=zmq.Context)
 
     def __call__(self, config: Config, worker: NextWorker, request_id: str | None = None) -> str:
-        endpoint = control_endpoint(config)
+        endpoint = control_endpoint(config, "scheduler")
         request_id = request_id or uuid.uuid4().hex  # the same for every attempt
         total = manager_timeout(config)
         log.debug("asking the manager at %s to launch %s", endpoint, worker.module)

@@ -171,3 +171,21 @@ def test_reply_timeout_with_no_broker_exits_non_zero(toy_system):
         result = toy_system.run_worker("workers.sleep", "--sleep-time", "0", timeout=20)
     assert time.monotonic() - started < 10
     assert_gave_up(result, f"tcp://127.0.0.1:{port}")
+
+
+def test_a_broker_restarted_while_a_worker_waits_gets_the_request_at_once_issue_15(toy_system):
+    """The request died with the broker; the reconnect resends it, not the 30 s reply timeout."""
+    toy_system.config["zmq"].update({"reply timeout": 30, "reply attempts": 1})
+    first = toy_system.start_broker()
+    worker = toy_system.spawn("worker", "-m", "workers.sleep", "--sleep-time", "0")
+    worker.wait_for_line(r"sent message: \(success\)")
+    first.popen.kill()
+    first.popen.wait(5)
+    restarted = time.monotonic()
+    toy_system.start_broker()
+    toy_system.start_manager()
+    worker.wait_for_line(r"received message from manager: \(ack\)")
+    assert time.monotonic() - restarted < 5
+    assert worker.popen.wait(5) == 0
+    assert "reconnected to the broker; resending at once" in worker.output()
+    assert toy_system.checklist() == {"sleepyhead": {"sleep time": 0}}
