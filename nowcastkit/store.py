@@ -70,7 +70,10 @@ __all__ = [
 BY_HAND = "(run by hand)"
 #: 2: checklist_entries, a key holding a str-keyed mapping stored one row per entry.
 #: 3: runs.handle, how a launcher finds a run again (a Slurm job id, a remote run dir).
-#: 4: runs.attempt, and pending_retries, the retries waiting out their back-off.
+#: 4: runs.attempt, and pending_retries, the retries waiting out their back-off; deadlines,
+#: the day's verdict on each deadline; messages.client and runs.client, the CURVE key a
+#: message came with; an index on runs (worker, launched). All additive: an older manager
+#: reads a schema 4 store as before.
 SCHEMA_VERSION = 4
 #: The value of a checklist row whose key is stored by entry (codec.encode never gives '').
 _BY_ENTRY = ""
@@ -129,6 +132,8 @@ class Run:
     handle: dict | None = attrs.field(default=None, eq=False)
     #: Which run of its worker's attempts this is (1 unless it is a retry; see ``retry:``).
     attempt: int = 1
+    #: The name of the CURVE key its report came with (None without CURVE).
+    client: str | None = None
 
 
 @attrs.frozen
@@ -166,14 +171,27 @@ def open_store(path: Path) -> Store:
     with transaction(store):
         for statement in filter(str.strip, _SCHEMA.split(";")):
             conn.execute(statement)
-        if "handle" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
-            conn.execute("ALTER TABLE runs ADD COLUMN handle TEXT")
-        if "attempt" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
-            conn.execute("ALTER TABLE runs ADD COLUMN attempt INTEGER")
+        _add_columns(conn)
         if get_meta(store, "schema") == "1":
             _store_mappings_by_entry(store)
         set_meta(store, "schema", str(SCHEMA_VERSION))
     return store
+
+
+#: Columns added since a table was first made: (table, column, type), each NULL at first.
+#: runs.handle: schema 3; runs.attempt: 4; messages.client, runs.client: the CURVE key a
+#: message came with.
+_ADDED = (
+    ("runs", "handle", "TEXT"), ("runs", "attempt", "INTEGER"),
+    ("messages", "client", "TEXT"), ("runs", "client", "TEXT"),
+)  # fmt: skip
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Add each column an older store lacks; an additive change, older managers ignore them."""
+    for table, column, kind in _ADDED:
+        if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def _store_mappings_by_entry(store: Store) -> None:
@@ -242,10 +260,14 @@ def ended_as(store: Store, run_id: str) -> str | None:
     return (row[1] or "ended") if row and row[0] is not None else None
 
 
-def record_message(store: Store, msg_id: str, source: str, msg_type: str, reply: str) -> None:
+def record_message(
+    store: Store, msg_id: str, source: str, msg_type: str, reply: str, client: str | None = None
+) -> None:
+    """Record a handled message's reply; *client* is the name of the CURVE key it came with."""
     store.conn.execute(
-        "INSERT OR REPLACE INTO messages (id, source, type, received, reply) VALUES (?,?,?,?,?)",
-        (msg_id, source, msg_type, time.time(), reply),
+        "INSERT OR REPLACE INTO messages (id, source, type, received, reply, client)"
+        " VALUES (?,?,?,?,?,?)",
+        (msg_id, source, msg_type, time.time(), reply, client),
     )
 
 
@@ -322,13 +344,14 @@ def set_run_pid(store: Store, run_id: str, pid: int | None, handle: dict | None 
 
 
 def finish_run(
-    store: Store, run_id: str, outcome: str | None, exit_status: int | None = None
-) -> None:
-    """Record a run's end; the outcome (message type) is kept once set."""
+    store: Store, run_id: str, outcome: str | None, exit_status: int | None = None,
+    client: str | None = None,
+) -> None:  # fmt: skip
+    """Record a run's end; the outcome (message type) and the key it came with are kept once set."""
     store.conn.execute(
         "UPDATE runs SET finished = COALESCE(finished, ?), outcome = COALESCE(outcome, ?),"
-        " exit_status = COALESCE(?, exit_status) WHERE run_id = ?",
-        (time.time(), outcome, exit_status, run_id),
+        " exit_status = COALESCE(?, exit_status), client = COALESCE(client, ?) WHERE run_id = ?",
+        (time.time(), outcome, exit_status, client, run_id),
     )
 
 
@@ -410,9 +433,10 @@ def _runs(store: Store, tail: str, params: tuple) -> list[Run]:
     columns = {row[1] for row in store.conn.execute("PRAGMA table_info(runs)")}
     handle = "handle" if "handle" in columns else "NULL"
     attempt = "attempt" if "attempt" in columns else "NULL"
+    client = "client" if "client" in columns else "NULL"
     rows = store.conn.execute(
         "SELECT run_id, worker, module, args, host, pid, parent, launched, finished,"
-        f" exit_status, outcome, log_path, {handle}, {attempt} FROM runs {tail}",
+        f" exit_status, outcome, log_path, {handle}, {attempt}, {client} FROM runs {tail}",
         params,
     )
     return [_run(row) for row in rows]
@@ -421,7 +445,7 @@ def _runs(store: Store, tail: str, params: tuple) -> list[Run]:
 def _run(row: tuple) -> Run:
     handle = json.loads(row[12]) if row[12] else None
     return Run(row[0], row[1], row[2], tuple(json.loads(row[3])), *row[4:12], handle,
-               row[13] or 1)  # fmt: skip
+               row[13] or 1, row[14])  # fmt: skip
 
 
 def save_groups(store: Store, groups: list[tuple[set[str], list[dict[str, Any]]]]) -> None:

@@ -67,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     headers = ["RUN", "WORKER", "ARGS", "HOST", "ATTEMPT", "STARTED", "FINISHED", "TOOK",
                "OUTCOME", "LOG"]  # fmt: skip
+    if any(r.client for r in runs):  # under CURVE: the key each run reported with
+        headers.insert(4, "KEY")
+        for row, r in zip(rows, runs, strict=True):
+            row.insert(4, r.client or "-")
     print(table(headers, rows))
     return 0
 
@@ -156,7 +160,7 @@ def as_dict(config: Config, r: st.Run, retry: st.PendingRetry | None = None) -> 
         "host": r.host, "pid": r.pid, "parent": r.parent, "started": iso(r.launched),
         "finished": iso(r.finished), "seconds": r.finished and round(r.finished - r.launched, 3),
         "outcome": outcome(r), "exit status": r.exit_status, "log": log_file(config, r) or None,
-        "job id": (r.handle or {}).get("job id"), "attempt": r.attempt,
+        "job id": (r.handle or {}).get("job id"), "key": r.client, "attempt": r.attempt,
         "attempts": policy.attempts if policy else None,
         "retry due": iso(retry.due) if retry else None,
     }  # fmt: skip

@@ -121,7 +121,7 @@ def describe(event: dict) -> str:
     kind = event["event"]
     if kind == "received":
         sender = f"pid {event['pid']} on {event['host']}" if event.get("pid") else "a worker"
-        extra = "".join(f", {k} {event[k]}" for k in ("run", "id") if event.get(k))
+        extra = "".join(f", {k} {event[k]}" for k in ("run", "id", "key") if event.get(k))
         return f"({event['type']}) from {sender}{extra}"
     if kind == "reply":
         return f"({event['type']})"

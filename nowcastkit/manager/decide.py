@@ -171,6 +171,8 @@ class Outcome:
     notes: tuple[Note, ...] = ()
     events: tuple[Event, ...] = ()
     malformed: bool = False
+    #: The name of the CURVE key the message came with (None without CURVE).
+    client: str | None = None
 
 
 def decide(request: list[bytes], view: View) -> Outcome:
@@ -187,15 +189,19 @@ def decide(request: list[bytes], view: View) -> Outcome:
             notes=((_ERROR, "malformed message: %s", (problem,)),),
             events=(("malformed", "-", {"error": problem}),),
         )  # fmt: skip
-    received = ("received", msg.source, {"type": msg.type, "host": msg.host, "pid": msg.pid,
-                "id": msg.id, "run": msg.run, "payload": msg.payload})  # fmt: skip
-    return _answer(msg, tag, view, (received,))
+    # Under CURVE the broker's tag ends with the name of the key the request came with.
+    client = tag.partition(b" ")[2].decode(errors="replace") or None
+    fields = {"type": msg.type, "host": msg.host, "pid": msg.pid, "id": msg.id, "run": msg.run,
+              "payload": msg.payload, **({"key": client} if client else {})}  # fmt: skip
+    return _answer(msg, tag, view, (("received", msg.source, fields),), client)
 
 
-def _answer(msg: Message, tag: bytes, view: View, events: tuple[Event, ...]) -> Outcome:
+def _answer(
+    msg: Message, tag: bytes, view: View, events: tuple[Event, ...], client: str | None = None
+) -> Outcome:
     workers = view.config["message registry"]["workers"]
     source, msg_type = msg.source, msg.type
-    answered = {"source": source, "received": msg_type, "events": events}
+    answered = {"source": source, "received": msg_type, "events": events, "client": client}
     if source not in workers:
         note = (_ERROR, "message from unregistered worker %r: (%s)", (source, msg_type))
         return _reply("unregistered worker", source, notes=(note,), **answered)
@@ -324,6 +330,7 @@ def _outcome(
         reply, text, answered["source"], key, answered["received"], change=change,
         finished=run_id, exited=exited, launches=launches, attempts=attempts,
         groups=settled.groups if settled.changed else None, notes=notes, events=events,
+        client=answered.get("client"),
     )  # fmt: skip
 
 

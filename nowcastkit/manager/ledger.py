@@ -169,7 +169,7 @@ class Ledger:
         exited = outcome.exited
         status = exited.status if exited is not None else None
         if outcome.finished:
-            st.finish_run(store, outcome.finished, outcome.received, exit_status=status)
+            st.finish_run(store, outcome.finished, outcome.received, status, outcome.client)
         if exited is not None and exited.run_id != outcome.finished:
             st.finish_run(store, exited.run_id, None, exit_status=status)
         if outcome.groups is not None:
@@ -179,7 +179,9 @@ class Ledger:
         if outcome.retried is not None:
             st.take_pending_retry(store, outcome.retried)
         if outcome.key:
-            st.record_message(store, outcome.key, outcome.source, outcome.received, outcome.text)
+            st.record_message(
+                store, outcome.key, outcome.source, outcome.received, outcome.text, outcome.client
+            )
 
     def _apply(self, outcome: Outcome) -> None:
         """Memory follows a released savepoint."""

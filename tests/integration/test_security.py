@@ -7,7 +7,9 @@ rogue clients are raw pyzmq sockets. Keys are made with nowcastkit.keys in tmp_p
 from __future__ import annotations
 
 import copy
+import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -68,6 +70,15 @@ def test_an_allowed_worker_gets_ack_and_the_manager_knows_its_key(curve_system):
     assert "received message from manager: (ack)" in result.stdout
     assert curve_system.checklist() == {"sleepyhead": {"sleep time": 0}}
     assert "CURVE on: 4 allowed keys" in curve_system.broker.output()
+    history = subprocess.run(
+        [sys.executable, "-m", "nowcastkit.cli", "history", str(curve_system.config_path),
+         "--json"], capture_output=True, text=True, timeout=30, env=child_env(),
+    )  # fmt: skip
+    (run,) = json.loads(history.stdout)
+    assert (run["worker"], run["outcome"], run["key"]) == ("sleep", "success", "host1")
+    with sqlite3.connect(curve_system.folder / "nowcast_state.sqlite") as store:
+        clients = store.execute("SELECT type, client FROM messages ORDER BY received").fetchall()
+    assert clients == [("hello", "host1"), ("success", "host1")]
 
 
 def _unknown(zmq_config):
@@ -92,7 +103,9 @@ def _plain(zmq_config):
          "({keys}/impostor.key) looks wrong", "worker socket: handshake rejected: could not "
          "decrypt its hello: it has the wrong broker public key"),
         (_plain, "uses another security mechanism: zmq.curve is not set here",
-         "worker socket: handshake rejected: security mechanism mismatch"),
+         # A worker that hangs up at once may leave its greeting unsent: the broker then sees
+         # a connection closed, not a mismatch. The raw client below stays, and is logged.
+         None),
     ],
     ids=["unknown key", "wrong server key", "no CURVE"],
 )  # fmt: skip
@@ -106,7 +119,8 @@ def test_a_refused_worker_says_why_within_2s_and_changes_nothing(curve_system, c
     assert "received message" not in result.stdout
     # A worker's start-up and its config load come on top of the two seconds.
     assert took < 2 + 2, f"took {took:.1f}s"
-    curve_system.broker.wait_for_line(logged.format(**names))
+    if logged:
+        curve_system.broker.wait_for_line(logged.format(**names))
     assert curve_system.checklist() == {}
     assert curve_system.control({"command": "status"})["running"] == []
 
@@ -131,6 +145,10 @@ def test_a_raw_client_without_curve_gets_no_reply(curve_system):
     assert not rogue.poll(1500)
     rogue.close()
     assert curve_system.checklist() == {}
+    curve_system.broker.wait_for_line(
+        "worker socket: handshake rejected: security mechanism "
+        "mismatch: a client without CURVE, or CURVE not set here"
+    )
 
 
 def test_the_control_socket_refuses_an_unauthenticated_launch(curve_system):

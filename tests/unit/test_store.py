@@ -369,3 +369,22 @@ def test_a_workers_page_of_history_is_read_through_its_index(store):
         " LIMIT 50", ("sleep",),
     ).fetchall()  # fmt: skip
     assert "runs_worker_launched" in " ".join(str(row) for row in plan)
+
+
+def test_an_older_store_gets_the_client_columns_added_and_keeps_its_rows_issue_15(tmp_path):
+    """An additive change: a store made before CURVE opens, its rows whole, the columns NULL."""
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as old:
+        columns = "id TEXT PRIMARY KEY, source TEXT, type TEXT, received REAL, reply TEXT"
+        old.execute(f"CREATE TABLE messages ({columns})")
+        old.execute("INSERT INTO messages VALUES ('m0', 'sleep', 'success', 1.0, 'ack')")
+    store = st.open_store(path)
+    assert st.handled_reply(store, "m0") == "ack"
+    with st.transaction(store):
+        st.record_message(store, "m1", "sleep", "success", "ack", client="host1")
+        st.add_run(store, st.Run("r1", "sleep", "workers.sleep", launched=1.0))
+        st.finish_run(store, "r1", "success", 0, client="host1")
+    rows = store.conn.execute("SELECT id, client FROM messages ORDER BY id").fetchall()
+    assert rows == [("m0", None), ("m1", "host1")]
+    assert st.history(store)[0].client == "host1"
+    store.conn.close()
