@@ -23,6 +23,7 @@ import zmq
 
 from nowcastkit import security
 from nowcastkit.config import Config
+from nowcastkit.endpoints import is_ipc, manager_endpoint
 from nowcastkit.errors import NowcastkitError
 from nowcastkit.lifecycle import STOP, SignalWatch
 
@@ -82,7 +83,9 @@ class Endpoint:
 
     @property
     def is_curve(self) -> bool:
-        return self.config is not None and security.is_curve(self.config)
+        """CURVE is on and the socket is not in the private ipc folder."""
+        config = self.config
+        return config is not None and security.is_curve(config) and not is_ipc(config)
 
     def secure(self, sock: zmq.Socket) -> None:
         """Give a client socket *role*'s key pair and the manager's public key, with CURVE on."""
@@ -92,19 +95,13 @@ class Endpoint:
 
 
 def control_endpoint(config: Config, role: str = "cli") -> Endpoint:
-    """Where the manager's control socket listens: always loopback (default manager port + 2)."""
-    return Endpoint(_loopback(config, "control", 2), config, role)
+    """Where the manager's control socket listens: loopback (default manager port + 2), or ipc."""
+    return Endpoint(manager_endpoint(config, "control", 2), config, role)
 
 
 def monitor_endpoint(config: Config, role: str = "cli") -> Endpoint:
-    """Where the manager publishes its events: always loopback (default manager port + 3)."""
-    return Endpoint(_loopback(config, "monitor", 3), config, role)
-
-
-def _loopback(config: Config, name: str, offset: int) -> str:
-    ports = config["zmq"]["ports"]
-    port = ports.get(name, ports["manager"] + offset if ports["manager"] else 0)
-    return f"tcp://127.0.0.1:{port}"
+    """Where the manager publishes its events: loopback (default manager port + 3), or ipc."""
+    return Endpoint(manager_endpoint(config, "monitor", 3), config, role)
 
 
 def ask(

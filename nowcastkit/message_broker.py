@@ -29,6 +29,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from nowcastkit import lifecycle, security
 from nowcastkit.config import Config
+from nowcastkit.endpoints import broker_endpoint, is_ipc, private_folder
 from nowcastkit.gate import Gate, RateLimit
 from nowcastkit.message import max_message_size
 from nowcastkit.sockets import NOBLOCK, bind, send_frames
@@ -45,8 +46,7 @@ def bind_address(config: Config) -> str:
 
 
 def _bind(sock: zmq.Socket, config: Config, role: str) -> int:
-    host, port = bind_address(config), config["zmq"]["ports"][role]
-    endpoint = f"tcp://{host}:{port or '*'}"
+    endpoint = broker_endpoint(config, role, bind=True)
     return bind(sock, endpoint, config, role, log, "worker" if role == "workers" else role)
 
 
@@ -126,11 +126,12 @@ def _check(config: Config) -> None:
 
 def _warn_if_open(config: Config) -> None:
     address = bind_address(config)
-    if not security.is_curve(config) and not security.is_loopback(address):
-        log.warning(
-            "zmq.insecure: true: bound to %r without CURVE; anyone who can reach these ports "
-            "can send any worker's messages and make the manager launch workers", address,
-        )  # fmt: skip
+    if is_ipc(config) or security.is_curve(config) or security.is_loopback(address):
+        return
+    log.warning(
+        "zmq.insecure: true: bound to %r without CURVE; anyone who can reach these ports "
+        "can send any worker's messages and make the manager launch workers", address,
+    )  # fmt: skip
 
 
 @attrs.define(eq=False)
@@ -153,6 +154,8 @@ class _Broker:
         broker = cls(config, context, context.socket(zmq.ROUTER), context.socket(zmq.DEALER))
         # A larger frame is refused by ZeroMQ itself, which drops that connection.
         broker.workers.setsockopt(zmq.MAXMSGSIZE, max_message_size(config))
+        if is_ipc(config):
+            private_folder(config)
         if security.is_curve(config):
             broker.gate = Gate.open(context, config, log)  # before binding: fail closed
             for sock in (broker.workers, broker.manager):

@@ -33,6 +33,7 @@ def bind(sock: zmq.Socket, endpoint: str, config: Config, port_key: str,
          log: logging.Logger, label: str | None = None) -> int:  # fmt: skip
     """Bind *sock* to *endpoint* and log ``<label> socket bound to port N``; return N.
 
+    An ``ipc://`` endpoint is logged as ``bound to ipc://PATH`` and returns 0.
     Raises ConfigError for ``zmq.ports.<port_key>`` when the bind fails.
     """
     try:
@@ -41,6 +42,9 @@ def bind(sock: zmq.Socket, endpoint: str, config: Config, port_key: str,
         raise ConfigError(
             config.file, f"zmq.ports.{port_key}", f"cannot bind {endpoint}: {err}"
         ) from None
+    if endpoint.startswith("ipc://"):
+        log.info("%s socket bound to %s", label or port_key, endpoint)
+        return 0
     port = int(sock.getsockopt_string(zmq.LAST_ENDPOINT).rpartition(":")[2])
     log.info("%s socket bound to port %d", label or port_key, port)
     return port

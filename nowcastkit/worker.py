@@ -226,13 +226,18 @@ class NowcastWorker:
             return
         import zmq
 
+        from nowcastkit.endpoints import broker_endpoint, is_ipc
+
         zmq_config = self.config["zmq"]
         self._context = zmq.Context()
-        self._endpoint = f"tcp://{zmq_config['host']}:{zmq_config['ports']['workers']}"
+        self._endpoint = broker_endpoint(self.config, "workers")
         self._socket = self._new_socket()
-        self.logger.info(
-            "connected to %s port %s", zmq_config["host"], zmq_config["ports"]["workers"]
-        )
+        if is_ipc(self.config):
+            self.logger.info("connected to %s", self._endpoint)
+        else:
+            self.logger.info(
+                "connected to %s port %s", zmq_config["host"], zmq_config["ports"]["workers"]
+            )
         if not os.environ.get(RUN_ID_ENV):
             self._say_hello()
 

@@ -49,6 +49,7 @@ from nowcastkit import alerts, deadlines, lifecycle, logs, security
 from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.control import control_endpoint
+from nowcastkit.endpoints import broker_endpoint, is_ipc, private_folder
 from nowcastkit.errors import ConfigError
 from nowcastkit.flow import Flow
 from nowcastkit.gate import Gate
@@ -134,9 +135,13 @@ class ManagerProcess:
         self.workers = context.socket(zmq.DEALER)
         self.control = context.socket(zmq.REP)
         secure = self._secure(context)
-        host, port = self.config["zmq"]["host"], self.config["zmq"]["ports"]["manager"]
-        self.workers.connect(f"tcp://{host}:{port}")
-        log.info("connected to %s port %s", host, port)
+        self.workers.connect(broker_endpoint(self.config, "manager"))
+        if is_ipc(self.config):
+            private_folder(self.config)
+            log.info("connected to %s", broker_endpoint(self.config, "manager"))
+        else:
+            host, port = self.config["zmq"]["host"], self.config["zmq"]["ports"]["manager"]
+            log.info("connected to %s port %s", host, port)
         secure(self.control)
         bind(self.control, str(control_endpoint(self.config)), self.config, "control", log)
         self.events.bind(context, self.config, secure)
@@ -157,6 +162,8 @@ class ManagerProcess:
         if not security.is_curve(self.config):
             return lambda _sock: None
         security.curve_client(self.workers, self.config, "manager")
+        if is_ipc(self.config):  # the private folder keeps everyone else out
+            return lambda _sock: None
         name = security.client_key_name(self.config, "manager")
         self.gate = Gate.open(context, self.config, log)  # before binding: fail closed
         return lambda sock: security.curve_server(sock, self.config, name)
