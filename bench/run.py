@@ -70,6 +70,7 @@ def measure(root: Path, p: dict) -> dict:
     figures: dict = {}
     figures["throughput"] = scenarios.throughput(root, p["sizes"], p["clients"], p["seconds"])
     figures["chain"] = scenarios.chain_hop(root, p["steps"])
+    figures["curve"] = scenarios.curve_chain_hop(root, p["steps"])
     figures["imports"] = scenarios.import_cost(p["import_runs"])
     figures["startup"] = scenarios.startup(root, p["startup_runs"])
     figures["scheduler"] = scenarios.scheduler_lateness(root, p["scheduler_seconds"])
@@ -129,6 +130,8 @@ def rows(f: dict) -> list[Row]:
         row("chain hop", ch["hop_ms"], "ms", ch["raw_hop_ms"], "raw worker"),
         row("chain hop", ch["hop_ms"], "ms", pass_ms, "python -c pass"),
         row("raw pyzmq+yaml worker hop", ch["raw_hop_ms"], "ms", pass_ms, "python -c pass"),
+        row("CURVE chain hop", f["curve"]["hop_ms"], "ms", f["curve"]["plain_hop_ms"],
+            "plain chain hop"),
         row("python -c pass", pass_ms, "ms"),
         row("import: nowcastkit beyond pyzmq+yaml", im["beyond_ms"], "ms"),
         row("worker --help wall", im["wall_ms"], "ms", im["base_wall_ms"], "import zmq,yaml"),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench import load
 from bench.system import REPO, NowcastSystem, RawSystem, child_env, wait_for_line
+from nowcastkit import keys
 
 
 def throughput(root: Path, sizes: list[int], clients: list[int], seconds: float) -> dict:
@@ -89,6 +90,45 @@ def chain_hop(root: Path, steps: int) -> dict:
         "python_pass_ms": 1000 * statistics.median(passes),
         "hops": len(stamps) - 1,
     }
+
+
+def curve_chain_hop(root: Path, steps: int) -> dict:
+    """ms per hop in the same chain with CURVE on, and the plain chain's, measured alternately.
+
+    Every step worker makes a fresh CURVE connection (its key pair, the broker's key,
+    the broker's ZAP check), as a worker on another host does.
+    """
+    hops: dict[str, list[float]] = {"plain": [], "curve": []}
+    for turn in range(2):
+        for kind in ("plain", "curve"):
+            hops[kind].append(_one_chain(root / f"{kind}-chain-{turn}", steps, kind == "curve"))
+    return {"hop_ms": 1000 * statistics.median(hops["curve"]),
+            "plain_hop_ms": 1000 * statistics.median(hops["plain"]), "chains": 2}  # fmt: skip
+
+
+def _one_chain(folder: Path, steps: int, curve: bool) -> float:
+    """The median hop of one chain of *steps* workers, with CURVE on or off."""
+    system = NowcastSystem(folder, bench={"steps": steps})
+    if curve:
+        for name in ("broker", "manager", "ops", "host1"):
+            keys.generate(folder / "keys", name)
+        for name in ("manager", "ops", "host1"):
+            keys.allow(folder / "keys" / "allowed", folder / "keys" / f"{name}.key")
+        clients = {"manager": "manager", "cli": "ops", "workers": "host1"}
+        system.config["zmq"]["curve"] = {"keys": "keys", "broker": "broker", "clients": clients}
+        system.write()
+    system.start()
+    try:
+        system.control({"command": "launch", "worker": "step", "args": ["1"]})
+        hops = system.folder / "hops.log"
+        deadline = time.monotonic() + 30 + steps * 2
+        while len(_lines(hops)) < steps:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"chain stalled after {len(_lines(hops))} hops")
+            time.sleep(0.02)
+        return _median_gap([float(line.split()[0]) for line in _lines(hops)])
+    finally:
+        system.stop()
 
 
 def _lines(path: Path) -> list[str]:

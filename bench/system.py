@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-import zmq
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = Path(__file__).with_name("raw.py")
@@ -235,13 +234,11 @@ class NowcastSystem:
         return self.config["zmq"]["ports"]["workers"]
 
     def control(self, request: dict) -> dict:
-        with zmq.Context.instance().socket(zmq.REQ) as sock:
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(f"tcp://127.0.0.1:{self.config['zmq']['ports']['control']}")
-            sock.send(yaml.safe_dump(request).encode())
-            if not sock.poll(10_000):
-                raise RuntimeError(f"no answer to {request}")
-            return yaml.safe_load(sock.recv())
+        """Ask the manager, with the CLI's key pair when CURVE is on."""
+        from nowcastkit.config import Config
+        from nowcastkit.control import ask, control_endpoint
+
+        return ask(control_endpoint(Config(self.config, self.path)), request, timeout=10)
 
     def rss_kib(self, name: str = "manager") -> int:
         status = Path(f"/proc/{self.procs[name].pid}/status").read_text()

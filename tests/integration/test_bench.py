@@ -13,6 +13,7 @@ from tests.conftest import REPO, child_env
 
 FIGURES = {
     "chain": {"hop_ms", "raw_hop_ms", "python_pass_ms"},
+    "curve": {"hop_ms", "plain_hop_ms"},
     "imports": {"beyond_ms", "wall_ms", "base_wall_ms"},
     "startup": {"broker_ms", "manager_ms"},
     "scheduler": {"median_ms", "max_ms", "worker_start_median_ms"},
