@@ -62,18 +62,7 @@ def throughput(root: Path, sizes: list[int], clients: list[int], seconds: float)
 
 def chain_hop(root: Path, steps: int) -> dict:
     """ms per hop in a chain of *steps* workers, the raw worker's hop, and `python -c pass`."""
-    system = NowcastSystem(root / "chain", bench={"steps": steps}).start()
-    try:
-        system.control({"command": "launch", "worker": "step", "args": ["1"]})
-        hops = system.folder / "hops.log"
-        deadline = time.monotonic() + 30 + steps * 2
-        while len(_lines(hops)) < steps:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"chain stalled after {len(_lines(hops))} hops")
-            time.sleep(0.02)
-        stamps = [float(line.split()[0]) for line in _lines(hops)]
-    finally:
-        system.stop()
+    stamps = _chain_stamps(NowcastSystem(root / "chain", bench={"steps": steps}), steps)
     raw = RawSystem(root / "raw-chain")
     try:
         raw_stamps = raw.run_chain(steps)
@@ -117,6 +106,11 @@ def _one_chain(folder: Path, steps: int, curve: bool) -> float:
         clients = {"manager": "manager", "cli": "ops", "workers": "host1"}
         system.config["zmq"]["curve"] = {"keys": "keys", "broker": "broker", "clients": clients}
         system.write()
+    return _median_gap(_chain_stamps(system, steps))
+
+
+def _chain_stamps(system: NowcastSystem, steps: int) -> list[float]:
+    """Start *system*, launch step 1, and return when each of its *steps* workers reported."""
     system.start()
     try:
         system.control({"command": "launch", "worker": "step", "args": ["1"]})
@@ -126,7 +120,7 @@ def _one_chain(folder: Path, steps: int, curve: bool) -> float:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"chain stalled after {len(_lines(hops))} hops")
             time.sleep(0.02)
-        return _median_gap([float(line.split()[0]) for line in _lines(hops)])
+        return [float(line.split()[0]) for line in _lines(hops)]
     finally:
         system.stop()
 
