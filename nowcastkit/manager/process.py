@@ -373,10 +373,11 @@ class ManagerProcess:
         self.notifier.submit(alerts.with_attempts(alert, outcome.attempts))
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config, then the next workers module."""
+        """SIGHUP: re-read the config, the allow-list, then the next workers module."""
+        reloaded = lifecycle.reload_config(self.config, "manager")
         if self.gate is not None:
             self.gate.reload()
-        if lifecycle.reload_config(self.config, "manager"):
+        if reloaded:
             name = self.config["message registry"]["next workers module"]
             if name != self.flow.module_name:
                 self.flow = Flow(name, self.config.file.parent)

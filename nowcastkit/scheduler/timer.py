@@ -24,7 +24,7 @@ import attrs
 import schedule
 import yaml
 
-from nowcastkit import alerts, lifecycle, logs
+from nowcastkit import alerts, lifecycle, logs, security
 from nowcastkit import checklist as checklist_file
 from nowcastkit.config import Config
 from nowcastkit.control import control_endpoint
@@ -289,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(config: Config) -> None:
-    """What stops the scheduler before it starts: a bad entry or a bad alerts: section."""
+    """What stops the scheduler before it starts: a bad entry, a bad alerts: section, and
+    with CURVE a missing or unreadable key pair of its own."""
     load_entries(config)
     alerts.channels(config)
+    if security.is_curve(config):
+        security.client_key_name(config, "scheduler")
+        if problems := security.curve_problems(config):
+            raise problems[0]
