@@ -20,8 +20,9 @@ from typing import Protocol
 import attrs
 import yaml
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
-from nowcastkit import security
+from nowcastkit import handshake, security
 from nowcastkit.config import Config
 from nowcastkit.endpoints import is_ipc, manager_endpoint
 from nowcastkit.errors import NowcastkitError
@@ -119,20 +120,25 @@ def ask(
     """
     sock = (context or zmq.Context.instance()).socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
+    monitor = None
     try:
-        if isinstance(endpoint, Endpoint):
+        if isinstance(endpoint, Endpoint) and endpoint.is_curve:
             endpoint.secure(sock)
+            monitor = sock.get_monitor_socket(handshake.EVENTS)
         try:
             sock.connect(str(endpoint))
             sock.send(yaml.dump(request, Dumper=yaml.CSafeDumper).encode())
         except zmq.ZMQError as err:
             raise ManagerUnreachable(f"manager: cannot ask on {endpoint}: {err}") from None
-        answer = _wait(sock, timeout, watch)
+        answer = _wait(sock, timeout, watch, monitor and _Refusals(endpoint, monitor))
         if answer is None:
             raise ManagerUnreachable(
                 f"manager: no answer on {endpoint} within {timeout:g}s", silent=True
             )
     finally:
+        if monitor is not None:
+            sock.disable_monitor()
+            monitor.close(linger=0)
         sock.close()
     try:
         reply = yaml.load(answer, Loader=yaml.CSafeLoader)
@@ -168,17 +174,43 @@ def launch(
     return str(reply.get("run"))
 
 
-def _wait(sock: zmq.Socket, timeout: float, watch: SignalWatch | None) -> bytes | None:
+class _Refusals:
+    """A CURVE client socket's handshakes: a refusal is a ManagerUnreachable at once, saying why."""
+
+    def __init__(self, endpoint: Endpoint, monitor: zmq.Socket) -> None:
+        self.endpoint, self.monitor, self.handshakes = endpoint, monitor, handshake.Handshakes()
+
+    def check(self) -> None:
+        event = recv_monitor_message(self.monitor)
+        verdict = self.handshakes.see(event["event"], event["value"])
+        if verdict not in (None, handshake.RECONNECTED):
+            config, role = self.endpoint.config, self.endpoint.role
+            name = security.client_key_name(config, role)
+            key = f"{name}, from {security.key_file(config, name, secret=True)}"
+            server = security.key_file(config, security.client_key_name(config, "manager"),
+                                       secret=False)  # fmt: skip
+            raise ManagerUnreachable(handshake.refusal(
+                verdict, self.endpoint.address, f"the {role}'s key", key, str(server),
+                server="the manager's control socket"))  # fmt: skip
+
+
+def _wait(
+    sock: zmq.Socket, timeout: float, watch: SignalWatch | None, refusals: _Refusals | None = None
+) -> bytes | None:
     """The answer, or None when none came in *timeout* seconds."""
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
     if watch is not None:
         poller.register(watch, zmq.POLLIN)
+    if refusals is not None:
+        poller.register(refusals.monitor, zmq.POLLIN)
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
         ready = dict(poller.poll(int(left * 1000) + 1))
         if sock in ready:
             return sock.recv()
+        if refusals is not None and refusals.monitor in ready:
+            refusals.check()
         # A registered fd comes back as its number, not as the object.
         if watch is not None and watch.fileno() in ready:
             if STOP & set(watch.pending):

@@ -9,7 +9,9 @@ A CURVE server that rejects a client's key answers with an error (``400``); one
 that cannot read a client's hello, because the client has the wrong server key,
 just drops it, which the client sees as a handshake failed with no detail, again
 at every retry. A client without CURVE meeting a CURVE server (or the reverse)
-fails on the mechanism. Plain classes, no attrs: every worker imports this.
+fails on the mechanism, or, when the server hangs up first, with no detail: without a
+key of its own, a client takes three of those for a mechanism mismatch too.
+Plain classes, no attrs: every worker imports this.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def refusal(
     if verdict == REJECTED:
         return (f"{where} rejected {who} ({key}): it is not in the allow-list; "
                 "there: nowcastkit keys allow, then SIGHUP")  # fmt: skip
-    if verdict == WRONG_SERVER_KEY:
+    if verdict == WRONG_SERVER_KEY and key:
         return (f"{where} dropped {_NO_DETAIL_LIMIT} handshakes in a row: "
                 f"the configured server public key ({server_key}) looks wrong")  # fmt: skip
     return (f"{where} uses another security mechanism: zmq.curve is "

@@ -177,3 +177,23 @@ def test_a_scheduler_without_a_key_pair_of_its_own_stops_at_start(curve_system):
         f"scheduler: {curve_system.config_path}: zmq.curve.clients.scheduler: missing: with "
         "zmq.curve set, the scheduler needs a key pair of its own\n"
     )
+
+
+def test_a_revoked_cli_key_is_told_at_once_not_after_the_timeout(curve_system):
+    keys.revoke(curve_system.folder / "keys" / "allowed", "ops")
+    curve_system.manager.popen.send_signal(signal.SIGHUP)
+    curve_system.manager.wait_for_line(r"allow-list reloaded: \d+ allowed keys")
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "nowcastkit.cli", "launch", "--timeout", "30",
+         str(curve_system.config_path), "workers.sleep"],
+        capture_output=True, text=True, timeout=60, env=child_env(),
+    )  # fmt: skip
+    assert time.monotonic() - started < 10
+    assert result.returncode == 1
+    port = curve_system.config["zmq"]["ports"]["control"]
+    assert (
+        f"the manager's control socket at 127.0.0.1:{port} rejected the cli's key (ops, from "
+        f"{curve_system.folder}/keys/ops.key_secret)" in result.stderr
+    ), result.stderr
+    assert curve_system.checklist() == {}
