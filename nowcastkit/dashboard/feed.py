@@ -25,7 +25,7 @@ import zmq.asyncio
 
 from nowcastkit.cli.monitor import describe
 from nowcastkit.cli.output import local_time
-from nowcastkit.control import HELLO_PREFIX
+from nowcastkit.control import HELLO_PREFIX, Endpoint
 
 __all__ = ["RECENT", "Feed"]
 
@@ -39,7 +39,8 @@ _BACKLOG = 100
 
 @attrs.define(eq=False)
 class Feed:
-    endpoint: str
+    #: The manager's monitor socket; an :class:`Endpoint` brings its CURVE keys when on.
+    endpoint: str | Endpoint
     context: zmq.asyncio.Context = attrs.field(factory=zmq.asyncio.Context)
     listeners: set[asyncio.Queue] = attrs.field(factory=set)
     recent: collections.deque = attrs.field(factory=lambda: collections.deque(maxlen=RECENT))
@@ -75,7 +76,9 @@ class Feed:
         """Receive events until :meth:`close`; call *on_event* after each (hello too)."""
         sock = self._socket = self.context.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.endpoint)
+        if isinstance(self.endpoint, Endpoint):
+            self.endpoint.secure(sock)
+        sock.connect(str(self.endpoint))
         sock.setsockopt_string(zmq.SUBSCRIBE, "")
         sock.setsockopt_string(zmq.SUBSCRIBE, f"{HELLO_PREFIX}{uuid.uuid4().hex}")
         log.info("listening to the manager's events at %s", self.endpoint)

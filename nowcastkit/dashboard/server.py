@@ -329,6 +329,7 @@ async def _serve(config: Config, chosen: Settings, watch: SignalWatch) -> None:
     loop = asyncio.get_running_loop()
     loop.add_reader(watch.fileno(), _on_signals, watch, config, stopping)
     listening = loop.create_task(feed.run(live.refresh_soon))
+    listening.add_done_callback(lambda task: _feed_ended(task, stopping))
     ticking = loop.create_task(_tick(live, chosen.refresh))
     await stopping.wait()
     log.info("stopping")
@@ -342,6 +343,14 @@ async def _serve(config: Config, chosen: Settings, watch: SignalWatch) -> None:
     except TimeoutError:
         log.warning("stopped with connections still open after 5 s")
     log.info("stopped")
+
+
+def _feed_ended(task: asyncio.Task, stopping: asyncio.Event) -> None:
+    """A feed that died of an error stops the dashboard loudly, for its supervisor to restart,
+    rather than leaving pages that are never live again."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the event feed stopped: %r; stopping", task.exception())
+        stopping.set()
 
 
 def _loopback(sock) -> bool:
