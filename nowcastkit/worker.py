@@ -350,4 +350,9 @@ def __getattr__(name: str) -> Any:
         from nowcastkit.next_worker import NextWorker
 
         return NextWorker
+    # get_web_data imports requests, which a worker that downloads nothing need not load.
+    if name == "get_web_data":
+        from nowcastkit.web_data import get_web_data
+
+        return get_web_data
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
