@@ -32,6 +32,7 @@ from nowcastkit.alerts.alert import (
     unlaunched_alert,
     webhook_body,
     with_attempts,
+    with_link,
 )
 from nowcastkit.alerts.channels import Channel, Email, Heartbeat, Webhook, channels, problems
 from nowcastkit.alerts.notifier import Notifier, reload_channels
@@ -56,4 +57,5 @@ __all__ = [
     "unlaunched_alert",
     "webhook_body",
     "with_attempts",
+    "with_link",
 ]

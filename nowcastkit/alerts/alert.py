@@ -28,6 +28,7 @@ __all__ = [
     "unlaunched_alert",
     "webhook_body",
     "with_attempts",
+    "with_link",
 ]
 
 #: The kinds of alert the manager raises today; a channel's ``events`` names some of them.
@@ -98,6 +99,13 @@ def with_attempts(alert: Alert, attempts: tuple[int, int] | None) -> Alert:
         return alert
     return attrs.evolve(alert, details={"attempt": f"{attempts[0]} of {attempts[1]}",
                                         **alert.details})  # fmt: skip
+
+
+def with_link(alert: Alert, link: str) -> Alert:
+    """*alert* with the address of its run's page on the dashboard (none when empty)."""
+    if not link:
+        return alert
+    return attrs.evolve(alert, details={**alert.details, "dashboard": link})
 
 
 def recovered_alert(host: str, runs: list[str], restarted: int) -> Alert:

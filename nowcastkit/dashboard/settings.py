@@ -5,6 +5,8 @@ dashboard:
   port: 4347          # default; 0 picks a free port (logged)
   insecure: false     # true: allow an address beyond loopback with no protection
   refresh: 5          # seconds between looks at circus and the manager with no event
+  url: https://ops.example.org/nowcast   # optional: its address as operators reach it
+                                         # (a proxy, a tunnel); alerts link to runs there
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import attrs
 
 from nowcastkit.errors import ConfigError
 
-__all__ = ["DEFAULT_PORT", "Settings", "is_loopback", "settings"]
+__all__ = ["DEFAULT_PORT", "Settings", "dashboard_link", "is_loopback", "run_link", "settings"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4347
 DEFAULT_REFRESH = 5.0
+_KEYS = ("host", "port", "insecure", "refresh", "url")
 
 
 @attrs.frozen
@@ -29,6 +32,8 @@ class Settings:
     port: int = DEFAULT_PORT
     insecure: bool = False
     refresh: float = DEFAULT_REFRESH
+    #: The base of the links alerts carry; empty: http://host:port.
+    url: str = ""
 
 
 def is_loopback(host: str) -> bool:
@@ -43,11 +48,10 @@ def settings(config: Any) -> Settings:
     """The dashboard's settings; ConfigError naming the key when one is bad."""
     section = config.get("dashboard") or {}
     if not isinstance(section, dict):
-        raise _bad(config, "", section, "a mapping of host, port, insecure, refresh")
-    unknown = sorted(set(section) - {"host", "port", "insecure", "refresh"})
+        raise _bad(config, "", section, f"a mapping of {', '.join(_KEYS)}")
+    unknown = sorted(set(section) - set(_KEYS))
     if unknown:
-        raise _bad(config, unknown[0], section[unknown[0]], "no such key (host, port, "
-                   "insecure, refresh)")  # fmt: skip
+        raise _bad(config, unknown[0], section[unknown[0]], f"no such key ({', '.join(_KEYS)})")
     host = section.get("host", DEFAULT_HOST)
     if not isinstance(host, str) or not host or host == "*":
         raise _bad(config, "host", host, "an address or host name (use 0.0.0.0 for every "
@@ -65,7 +69,33 @@ def settings(config: Any) -> Settings:
         raise _bad(config, "host", host, "a loopback address: the dashboard has no "
                    "authentication yet, so serving beyond loopback needs dashboard.insecure: "
                    "true")  # fmt: skip
-    return Settings(host, port, insecure, float(refresh))
+    url = section.get("url", "")
+    if not isinstance(url, str) or (url and not url.startswith(("http://", "https://"))):
+        raise _bad(config, "url", url, "an http:// or https:// address")
+    return Settings(host, port, insecure, float(refresh), url.rstrip("/"))
+
+
+def dashboard_link(config: Any, run: str, host: str) -> str:
+    """*run*'s page when *config* has a ``dashboard:`` section; empty without one, or with a
+    bad one (the dashboard itself says what is wrong with it, at start)."""
+    if config.get("dashboard") is None:
+        return ""
+    try:
+        return run_link(settings(config), run, host)
+    except ConfigError:
+        return ""
+
+
+def run_link(dashboard: Settings, run: str, host: str) -> str:
+    """The address of *run*'s page, for an alert; *host* (the manager's) stands in for an
+    every-interface bind. Empty when the port is picked at start, so none can be known."""
+    if dashboard.url:
+        return f"{dashboard.url}/runs/{run}"
+    if dashboard.port == 0:
+        return ""
+    name = host if dashboard.host in ("0.0.0.0", "::", "[::]") else dashboard.host
+    name = f"[{name}]" if ":" in name and not name.startswith("[") else name
+    return f"http://{name}:{dashboard.port}/runs/{run}"
 
 
 def _bad(config: Any, key: str, value: object, expected: str) -> ConfigError:

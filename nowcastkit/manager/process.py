@@ -49,6 +49,7 @@ from nowcastkit import alerts, deadlines, lifecycle, logs, security
 from nowcastkit import store as st
 from nowcastkit.config import Config
 from nowcastkit.control import control_endpoint
+from nowcastkit.dashboard.settings import dashboard_link
 from nowcastkit.endpoints import broker_endpoint, is_ipc, private_folder
 from nowcastkit.errors import ConfigError
 from nowcastkit.flow import Flow
@@ -370,7 +371,8 @@ class ManagerProcess:
             alert = alerts.crash_alert(outcome.source, run, payload, self.host, log_path)
         else:
             alert = alerts.failure_alert(outcome.source, run, outcome.received, self.host, log_path)
-        self.notifier.submit(alerts.with_attempts(alert, outcome.attempts))
+        alert = alerts.with_attempts(alert, outcome.attempts)
+        self.notifier.submit(alerts.with_link(alert, dashboard_link(self.config, run, self.host)))
 
     def reload(self) -> None:
         """SIGHUP: re-read the config, the allow-list, then the next workers module."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 from conftest import child_env, wait_for
@@ -259,3 +261,48 @@ def test_an_apprise_url_apprise_cannot_use_is_one_line_without_the_url(tmp_path)
     (problem,) = problems(config)
     assert str(problem) == (f"{tmp_path}/nowcast.yaml: alerts.push.apprise[1]: apprise has no "
                             "service for this nope:// URL, or it is malformed")  # fmt: skip
+
+
+def test_a_final_crash_alert_links_to_the_runs_page_on_the_dashboard(
+    toy_system, webhook, smtp, monkeypatch
+):
+    from sshd_server import free_port
+
+    port = free_port()
+    toy_system.config["dashboard"] = {"host": "127.0.0.1", "port": port}
+    with_alerts(toy_system, monkeypatch, chat={"webhook": webhook.url()}, mail=mail_channel(smtp))
+    toy_system.start_broker()
+    toy_system.start_manager()
+    toy_system.spawn("dashboard", "-m", "nowcastkit.dashboard").wait_for_line(
+        rf"listening on http://127\.0\.0\.1:{port}/"
+    )
+    run = crash_sleep(toy_system)
+    link = f"http://127.0.0.1:{port}/runs/{run}"
+
+    (post,) = wait_for(lambda: webhook.posts, "a webhook POST")
+    assert f"• dashboard: {link}\n" in post.body["text"]
+    (envelope,) = wait_for(smtp.messages, "an e-mail")
+    body = email.message_from_bytes(envelope.content, policy=email.policy.default).get_content()
+    assert re.search(rf"^dashboard: +{re.escape(link)}\r?$", body, re.MULTILINE), body
+    # the link is the run's own page on the running dashboard
+    with urllib.request.urlopen(f"{link}?format=json", timeout=5) as answer:
+        assert answer.status == 200 and run in answer.read().decode()
+
+
+def test_a_final_failure_alert_links_to_the_dashboards_url_as_operators_reach_it(
+    toy_system, webhook
+):
+    from tests.integration.test_retries import finished_runs, launch, with_retrying_workers
+
+    with_retrying_workers(toy_system)
+    del toy_system.config["message registry"]["workers"]["flaky"]["retry"]
+    toy_system.config["dashboard"] = {"port": 0, "url": "https://ops.example.org/nowcast/"}
+    toy_system.config["alerts"] = {"chat": {"webhook": webhook.url(), "events": ["failure"]}}
+    toy_system.write_config()
+    toy_system.start_broker()
+    toy_system.start_manager()
+    run = launch(toy_system, "flaky", "5")
+
+    (post,) = wait_for(lambda: webhook.posts, "the failure alert")
+    assert f"• dashboard: https://ops.example.org/nowcast/runs/{run}\n" in post.body["text"]
+    assert finished_runs(toy_system, "flaky", 1)[0].outcome == "failure"

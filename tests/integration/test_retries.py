@@ -184,6 +184,7 @@ def test_a_final_failure_alerts_and_without_retry_a_failure_is_final_at_once(toy
     (post,) = wait_for(lambda: webhook.posts, "the failure alert")
     assert "*[nowcast failure] " in post.body["text"] and "flaky worker failed" in post.body["text"]
     assert f"• run: {run}" in post.body["text"] and "attempt" not in post.body["text"]
+    assert "dashboard" not in post.body["text"]  # none configured: no link
     assert "run 1 fails on purpose" in post.body["text"]  # the log's last lines
     assert [(r.attempt, r.outcome) for r in finished_runs(toy_system, "flaky", 1)] == [
         (1, "failure")

@@ -8,7 +8,14 @@ import pytest
 
 from nowcastkit.config import Config
 from nowcastkit.dashboard import pages, views
-from nowcastkit.dashboard.settings import DEFAULT_PORT, Settings, is_loopback, settings
+from nowcastkit.dashboard.settings import (
+    DEFAULT_PORT,
+    Settings,
+    dashboard_link,
+    is_loopback,
+    run_link,
+    settings,
+)
 from nowcastkit.errors import ConfigError
 
 pytestmark = pytest.mark.timeout(60)
@@ -37,6 +44,8 @@ def test_the_default_is_loopback_on_the_default_port():
         ({"refresh": 0}, "nowcast.yaml: dashboard.refresh: got 0, expected seconds above 0"),
         ({"hots": "x"}, "nowcast.yaml: dashboard.hots: got 'x', expected no such key"),
         ("on", "nowcast.yaml: dashboard: got 'on', expected a mapping"),
+        ({"url": "ops.example.org"}, "nowcast.yaml: dashboard.url: got 'ops.example.org', "
+         "expected an http:// or https:// address"),
     ],
 )  # fmt: skip
 def test_a_bad_setting_is_one_line_naming_the_key_and_value(section, line):
@@ -50,6 +59,29 @@ def test_beyond_loopback_only_when_insecure_is_said():
     assert settings(config({"host": "0.0.0.0", "insecure": True})).host == "0.0.0.0"
     assert [is_loopback(h) for h in ("127.0.0.2", "[::1]", "localhost", "10.0.0.1", "example")] \
         == [True, True, True, False, False]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("section", "link"),
+    [
+        ({}, "http://127.0.0.1:4347/runs/r17"),
+        ({"host": "localhost", "port": 8080}, "http://localhost:8080/runs/r17"),
+        ({"host": "::1", "port": 8080}, "http://[::1]:8080/runs/r17"),
+        # every interface: the manager's host name is the one to follow
+        ({"host": "0.0.0.0", "insecure": True}, "http://arbutus:4347/runs/r17"),
+        ({"port": 0}, ""),  # picked at start: no link can be known
+        ({"port": 0, "url": "https://ops.example.org/nowcast/"},
+         "https://ops.example.org/nowcast/runs/r17"),
+    ],
+)  # fmt: skip
+def test_an_alert_links_to_the_runs_page_where_operators_reach_it(section, link):
+    assert run_link(settings(config(section)), "r17", "arbutus") == link
+    assert dashboard_link(config(section), "r17", "arbutus") == link
+
+
+def test_no_dashboard_section_or_a_bad_one_is_no_link():
+    assert dashboard_link(Config({}, file="nowcast.yaml"), "r17", "arbutus") == ""
+    assert dashboard_link(config({"port": "80"}), "r17", "arbutus") == ""
 
 
 def test_the_runs_page_query_takes_empty_fields_as_no_filter():
