@@ -1,4 +1,5 @@
-"""Stop a run going now, as its deadline would: it ends as its worker's crash.
+"""Stop a run going now, as its deadline would: it ends as its worker's crash; or drop
+the retry a failed run is waiting to have.
 
     nowcastkit cancel 4f1c
     nowcastkit cancel nowcast.yaml 4f1c2b7e9a0d4c11
@@ -8,8 +9,14 @@ RUN is a run id, or the start of one that only one run going now has (as
 later; one on another host gets the same over ssh, to its whole process group;
 a Slurm job is cancelled with scancel. The run then ends as a ``crash`` of its
 worker with the reason ``cancelled by nowcastkit cancel`` (``after_<worker>`` is
-called as for any crash). Exit status 0 when the manager is stopping it, 1 when
-it did not answer or knows no such run going now.
+called as for any crash).
+
+A run that failed or crashed and whose retry is still waiting out its back-off
+(``history`` says ``retry 2/3 due ...``) has that retry dropped instead, in one
+commit of the manager's: no retry is due after it, and it stays as it ended
+(``after_<worker>`` is not called, no alert goes). Exit status 0 when the
+manager is stopping the run or dropped its retry, 1 when it did not answer or
+knows no such run going now or retry pending.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ POSITIONALS = "run_id"
 
 
 class CancelRefused(NowcastkitError):
-    """The manager knows no such run going now."""
+    """The manager knows no such run going now, nor a retry pending after it."""
 
     exit_status = 1
 
@@ -36,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=5.0,
                         help="seconds to wait for the manager")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the manager's answer as JSON")
-    parser.add_argument("run_id", nargs="*", metavar="RUN", help="the run to stop")
+    parser.add_argument("run_id", nargs="*", metavar="RUN",
+                        help="the run to stop, or the run whose pending retry to drop")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
         raise CancelRefused(str(reply.get("error")))
     if args.json:
         print(dump_json(reply))
+    elif reply.get("retry cancelled"):
+        print(f"manager dropped {reply['worker']} worker's retry {reply['attempt']}/"
+              f"{reply['attempts']} after run {reply['run']}'s {reply['after']}: no retry "
+              "is due")  # fmt: skip
     else:
         print(f"manager is stopping {reply['worker']} worker run {reply['run']} on "
               f"{reply['host']}")  # fmt: skip

@@ -147,6 +147,9 @@ def describe(event: dict) -> str:
     if kind == "retry":
         return (f"attempt {event['attempt']}/{event['attempts']} is run {event['run']}, "
                 f"after run {event['parent']}")  # fmt: skip
+    if kind == "retry cancelled":
+        return (f"attempt {event['attempt']}/{event['attempts']} after run {event['parent']} "
+                f"cancelled by {event['by']}")  # fmt: skip
     if kind == "group opened":
         return f"race group waiting for {', '.join(event['waiting'])}"
     if kind == "group released":

@@ -6,7 +6,8 @@
 
 Requests and replies are small YAML mappings; every reply has ``ok``. ``ping``
 and ``launch`` are answered in :mod:`nowcastkit.manager.process`; these read the
-committed state and the runs going now, and ``cancel`` stops one of them.
+committed state and the runs going now, and ``cancel`` stops one of them (or finds the
+retry pending that the manager is to drop).
 """
 
 from __future__ import annotations
@@ -60,15 +61,23 @@ def checklist(checklist: Mapping, request: dict) -> dict:
     return {"ok": True, "checklist": chosen}
 
 
-def cancel(supervisor: Supervisor, request: dict) -> dict:
-    """Stop a run going now; it ends as its worker's ``crash``, ``cancelled by ...``."""
+def cancel(
+    supervisor: Supervisor, retries: Mapping[str, st.PendingRetry], request: dict
+) -> dict | st.PendingRetry:
+    """Stop a run going now (it ends as its worker's ``crash``, ``cancelled by ...``); or,
+    for a run whose retry waits out its back-off, that retry, for the manager to drop."""
     run_id, by = request.get("run"), str(request.get("by") or "a control request")
     if not isinstance(run_id, str):
         return {"ok": False, "error": f"run: got {run_id!r}, expected a run id"}
-    matches = [known for known in supervisor.active if known.startswith(run_id)] if run_id else []
+    # A run that reported its failure may not be reaped yet: it is one candidate, not two.
+    known = dict.fromkeys([*retries, *supervisor.active]) if run_id else {}
+    matches = [run for run in known if run.startswith(run_id)]
     if len(matches) != 1:
-        how = "no run going now" if not matches else f"{len(matches)} runs going now"
+        how = "no run going now or retry pending" if not matches else \
+            f"{len(matches)} runs going now or with a retry pending"  # fmt: skip
         return {"ok": False, "error": f"{how} matches {run_id!r}"}
+    if matches[0] in retries:
+        return retries[matches[0]]
     running = supervisor.cancel(matches[0], by)
     if running is None:
         return {"ok": False, "error": f"run {matches[0]} was started by hand; stop it there"}

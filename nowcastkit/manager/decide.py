@@ -54,6 +54,7 @@ __all__ = [
     "Outcome",
     "View",
     "decide",
+    "decide_cancel_retry",
     "decide_exit",
     "decide_launch",
     "decide_retry",
@@ -377,6 +378,20 @@ def decide_retry(pending: st.PendingRetry, view: View) -> Outcome:
                              "attempt": pending.attempt, "attempts": pending.attempts})  # fmt: skip
     return Outcome({}, "", name, received="retry", launches=(launch,), retried=pending.parent,
                    notes=(note,), events=(event,))  # fmt: skip
+
+
+def decide_cancel_retry(pending: st.PendingRetry, view: View, by: str) -> Outcome:
+    """An operator's cancel of a retry still waiting out its back-off: it is dropped, and
+    the run it followed stays as it ended (no after_<worker>, no alert)."""
+    reply = {"ok": True, "retry cancelled": True, "run": pending.parent,
+             "worker": pending.worker, "attempt": pending.attempt,
+             "attempts": pending.attempts, "after": pending.after}  # fmt: skip
+    note = (_WARNING, "%s worker: retry %d/%d after run %s's %s cancelled, as %s asked",
+            (pending.worker, pending.attempt, pending.attempts, pending.parent, pending.after,
+             by))  # fmt: skip
+    event = ("retry cancelled", pending.worker, {"parent": pending.parent, "by": by,
+             "attempt": pending.attempt, "attempts": pending.attempts})  # fmt: skip
+    return _control(reply, source=by, retried=pending.parent, notes=(note,), events=(event,))
 
 
 def decide_exit(ended: Ended, view: View) -> Outcome:

@@ -38,6 +38,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ from nowcastkit.manager.decide import (
     Launch,
     Outcome,
     decide,
+    decide_cancel_retry,
     decide_exit,
     decide_launch,
     decide_retry,
@@ -315,12 +317,23 @@ class ManagerProcess:
             self.launch(list(outcomes[0].launches))
             return outcomes[0].reply
         if command == "cancel":
-            return commands.cancel(self.supervisor, request)
+            return self._cancel(request)
         if command == "status":
             return commands.status(self.ledger, self.supervisor, self._facts())
         if command == "checklist":
             return commands.checklist(self.ledger.checklist, request)
         return {"ok": False, "error": f"unknown command {command!r}"}
+
+    def _cancel(self, request: dict) -> dict:
+        """Stop a run going now, or drop a pending retry in a commit of its own."""
+        found = commands.cancel(self.supervisor, self.ledger.retries, request)
+        if isinstance(found, dict):
+            return found
+        by = str(request.get("by") or "a control request")
+        outcomes = self._commit([found], partial(decide_cancel_retry, by=by), replied=False)
+        if not outcomes or not isinstance(outcomes[0].reply, dict):
+            return _FAILED
+        return outcomes[0].reply
 
     def _facts(self) -> dict:
         return {"pid": os.getpid(), "host": self.host, "started": self.started,

@@ -65,7 +65,9 @@ def test_cancel_stops_a_run_going_now_and_it_ends_as_a_crash(running_system):
     assert history(running_system)[0]["outcome"] == "crash"
     again = nowcastkit(running_system, "cancel", run_id)
     assert (again.returncode, again.stderr) == (
-        1, f"nowcastkit cancel: no run going now matches {run_id!r}\n")  # fmt: skip
+        1,
+        f"nowcastkit cancel: no run going now or retry pending matches {run_id!r}\n",
+    )
 
 
 def test_history_shows_runs_with_outcomes_logs_and_filters(running_system):

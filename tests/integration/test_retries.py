@@ -246,6 +246,44 @@ def test_history_status_and_timeline_show_attempts_and_a_pending_retry_with_when
     assert retry.get("data-parent") == first
 
 
+def test_cancel_drops_a_pending_retry_and_history_and_status_show_none_due(toy_system, webhook):
+    with_retrying_workers(toy_system, backoff=30)
+    toy_system.config["alerts"] = {"chat": {"webhook": webhook.url()}}
+    toy_system.write_config()
+    toy_system.start_broker()
+    toy_system.start_manager()
+    first = launch(toy_system, "flaky", "1")
+    wait_for(lambda: pending(toy_system), "a pending retry")
+    assert "retry 2/3 due" in cli(toy_system, "history").stdout
+
+    cancel = cli(toy_system, "cancel", first[:6])
+    assert (cancel.returncode, cancel.stderr) == (0, "")
+    assert cancel.stdout == (
+        f"manager dropped flaky worker's retry 2/3 after run {first}'s failure: no retry is due\n"
+    )
+    assert pending(toy_system) == []  # committed before the answer
+    toy_system.manager.wait_for_line(
+        rf"flaky worker: retry 2/3 after run {first}'s failure cancelled, as nowcastkit cancel "
+        r"asked"
+    )
+    _header, row = cli(toy_system, "history").stdout.splitlines()
+    assert first in row and "failure" in row and "retry" not in row
+    status = cli(toy_system, "status", "--no-circus").stdout
+    assert "retry pending" not in status and "retry 2/3" not in status
+    assert toy_system.control({"command": "status"})["retries"] == []
+    again = cli(toy_system, "cancel", first)
+    assert (again.returncode, again.stderr) == (
+        1, f"nowcastkit cancel: no run going now or retry pending matches {first!r}\n")  # fmt: skip
+
+    # Gone from the store, not only from memory: a restarted manager has no retry to make.
+    toy_system.manager.stop()
+    restarted = toy_system.start_manager()
+    assert "still pending" not in restarted.output()
+    assert toy_system.control({"command": "status"})["retries"] == []
+    assert [(r.attempt, r.outcome) for r in runs_of(toy_system, "flaky")] == [(1, "failure")]
+    assert calls(toy_system, "flaky") == "" and webhook.posts == []
+
+
 def cli(system, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "nowcastkit.cli", args[0], str(system.config_path), *args[1:]],

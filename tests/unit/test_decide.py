@@ -21,6 +21,7 @@ from nowcastkit.manager.decide import (
     Launch,
     View,
     decide,
+    decide_cancel_retry,
     decide_exit,
     decide_launch,
     decide_retry,
@@ -301,3 +302,19 @@ def test_a_retry_due_is_a_new_run_of_the_same_worker_whose_parent_failed(setting
     gone = attrs.evolve(pending, worker="ghost", module="ghost")
     dropped = decide_retry(gone, make_view(setting))
     assert (dropped.launches, dropped.retried) == ((), "r1")
+
+
+def test_a_cancelled_retry_is_dropped_and_nothing_else_happens(setting):
+    pending = st.PendingRetry("r1", "sleep", "workers.sleep", (), "localhost", 2, 3, 1.0,
+                              "failure")  # fmt: skip
+    outcome = decide_cancel_retry(pending, make_view(setting), by="nowcastkit cancel")
+    assert outcome.retried == "r1"
+    assert (outcome.launches, outcome.change, outcome.finished, outcome.retry) == (
+        (), None, None, None)  # fmt: skip
+    assert outcome.reply == {"ok": True, "retry cancelled": True, "run": "r1",
+                             "worker": "sleep", "attempt": 2, "attempts": 3,
+                             "after": "failure"}  # fmt: skip
+    assert [text % args for _level, text, args in outcome.notes] == [
+        "sleep worker: retry 2/3 after run r1's failure cancelled, as nowcastkit cancel asked"
+    ]
+    assert [event for event, _worker, _fields in outcome.events] == ["retry cancelled"]
