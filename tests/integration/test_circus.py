@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ import attrs
 import psutil
 import pytest
 import yaml
+import zmq
 from circus.client import CircusClient
 
 from tests.conftest import REPO, child_env, wait_for
@@ -43,11 +45,17 @@ def _free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in socks]
 
 
-def _write_circus_ini(folder: Path) -> Path:
+def _write_circus_ini(folder: Path, ipc: Path | None = None) -> Path:
+    """The repo's circus.ini, its channels in *folder*; with *ipc* (the nowcast system's ipc
+    folder), in that folder, stats channel and circusd-stats included, as docs/circus.md says."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(REPO / "circus.ini")
-    parser["circus"]["endpoint"] = f"ipc://{folder}/circus.sock"
-    parser["circus"]["pubsub_endpoint"] = f"ipc://{folder}/circus-pubsub.sock"
+    sockets = ipc or folder
+    parser["circus"]["endpoint"] = f"ipc://{sockets}/circus.sock"
+    parser["circus"]["pubsub_endpoint"] = f"ipc://{sockets}/circus-pubsub.sock"
+    if ipc is not None:
+        parser["circus"]["statsd"] = "True"
+        parser["circus"]["stats_endpoint"] = f"ipc://{sockets}/circus-stats.sock"
     parser["circus"]["check_delay"] = "0.2"
     path = folder / "circus.ini"
     with path.open("w") as f:
@@ -55,9 +63,14 @@ def _write_circus_ini(folder: Path) -> Path:
     return path
 
 
-def _write_nowcast_yaml(folder: Path, schedule: list | None = None) -> Path:
+def _write_nowcast_yaml(
+    folder: Path, schedule: list | None = None, ipc: Path | None = None
+) -> Path:
     config = yaml.safe_load((REPO / "nowcast.yaml").read_text())
     config["zmq"]["host"] = "127.0.0.1"
+    if ipc is not None:
+        config["zmq"]["transport"] = "ipc"
+        config["zmq"]["ipc folder"] = str(ipc)
     # All four fixed: the defaults (manager port + 2 and + 3) could be taken already.
     names = ("manager", "workers", "control", "monitor")
     *ports, dashboard = _free_ports(len(names) + 1)
@@ -158,10 +171,11 @@ def _env(folder: Path) -> dict[str, str]:
     return env
 
 
-def start_circus(folder: Path, schedule: list | None = None) -> Circus:
+def start_circus(folder: Path, schedule: list | None = None, ipc: Path | None = None) -> Circus:
+    """circusd on the toy system in *folder*; with *ipc*, every socket in that folder."""
     (folder / "logs").mkdir()
-    _write_nowcast_yaml(folder, schedule)
-    ini = _write_circus_ini(folder)
+    _write_nowcast_yaml(folder, schedule, ipc)
+    ini = _write_circus_ini(folder, ipc)
     with (folder / "circusd.log").open("wb") as log_file:
         popen = subprocess.Popen(
             [CIRCUSD, str(ini)],
@@ -172,7 +186,7 @@ def start_circus(folder: Path, schedule: list | None = None) -> Circus:
             env=_env(folder),
             start_new_session=True,
         )
-    client = CircusClient(endpoint=f"ipc://{folder}/circus.sock", timeout=10)
+    client = CircusClient(endpoint=f"ipc://{ipc or folder}/circus.sock", timeout=10)
     return Circus(folder, popen, client)
 
 
@@ -188,14 +202,14 @@ def circus(tmp_path: Path):
         _kill_leftovers(system)
 
 
-def _wait_ready(system: Circus) -> None:
+def _wait_ready(system: Circus, watchers: tuple[str, ...] = WATCHERS) -> None:
     wait_for(lambda: system.count(r"Arbiter now waiting for commands"), "circusd start", 20)
     wait_for(
-        lambda: system.statuses() == dict.fromkeys(WATCHERS, "active"),
-        "four active watchers",
+        lambda: system.statuses() == dict.fromkeys(watchers, "active"),
+        f"{len(watchers)} active watchers",
         20,
     )
-    wait_for(lambda: system.count(r"manager socket bound to port"), "broker bound")
+    wait_for(lambda: system.count(r"manager socket bound to (port|ipc://)"), "broker bound")
     wait_for(lambda: system.count(r"\[manager\] listening\.\.\."), "manager listening")
 
 
@@ -346,6 +360,39 @@ def test_scheduled_worker_runs_on_time(tmp_path):
         wait_for(lambda: system.count(launched), "the manager's launch of the run")
         assert system.count(r"\[manager\] launch of workers\.sleep requested by scheduler") == 1
         wait_for(lambda: system.checklist().get("sleepyhead"), "scheduled sleep's report")
+        system.quit()
+    finally:
+        _kill_leftovers(system)
+
+
+def test_with_zmq_ipc_circus_endpoints_live_in_the_0700_folder_too_issue_15(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)  # circusd binds first, so the folder is made before it starts
+    system = start_circus(tmp_path, ipc=run)
+    try:
+        _wait_ready(system, (*WATCHERS, "circusd-stats"))
+        sockets = {"circus", "circus-pubsub", "circus-stats", "workers", "manager", "control",
+                   "monitor"}  # fmt: skip
+        wait_for(lambda: {p.stem for p in run.iterdir()} >= sockets, "every socket in run/")
+        assert {p.stem for p in run.iterdir()} == sockets
+        assert all(stat.S_ISSOCK(p.stat().st_mode) for p in run.iterdir())
+        assert stat.S_IMODE(run.stat().st_mode) == 0o700
+        assert not list(tmp_path.glob("*.sock"))  # nothing left beside it, on tcp or not
+
+        status = system.ctl("status")  # circusctl --endpoint ipc://.../run/circus.sock
+        assert system.endpoint == f"ipc://{run}/circus.sock"
+        assert sorted(status.split()) == sorted(
+            [*(f"{w}:" for w in (*WATCHERS, "circusd-stats")), *["active"] * 5]
+        )
+        # circusd-stats publishes on the stats socket: a subscriber there hears from it
+        with zmq.Context() as context, context.socket(zmq.SUB) as sub:
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            sub.connect(f"ipc://{run}/circus-stats.sock")
+            assert sub.poll(15_000), "no stats on the ipc stats socket within 15 s"
+            assert sub.recv_multipart()[0].startswith(b"stat.")
+        worker = system.run_worker("workers.sleep", "--sleep-time", "0")
+        assert worker.returncode == 0, worker.stderr
+        wait_for(lambda: "sleepyhead" in system.checklist(), "the checklist's sleepyhead")
         system.quit()
     finally:
         _kill_leftovers(system)
