@@ -7,7 +7,6 @@ at start is moved aside, never silently overwritten.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import re
@@ -20,7 +19,7 @@ from typing import Any
 import attrs
 import yaml
 
-from nowcastkit import codec
+from nowcastkit import atomic_file, codec
 from nowcastkit.errors import NowcastkitError
 
 __all__ = [
@@ -37,7 +36,6 @@ __all__ = [
 
 # Logged under the manager's name: this is the manager's state.
 log = logging.getLogger("manager")
-_tmp_serial = itertools.count()
 # The start of each line that is not empty: an entry's block is indented under its key.
 _LINE_START = re.compile(r"^(?=.)", re.MULTILINE)
 _NOTHING: frozenset[int] = frozenset()
@@ -288,23 +286,7 @@ def write(path: Path, checklist: dict) -> None:
 
 def write_text(path: Path, text: str) -> None:
     """Replace *path* with *text* atomically; raises OSError when it cannot."""
-    data = text.encode()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_serial)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_file.replace(path, [text.encode()])
 
 
 def merge(checklist: dict, key: str, payload: Any) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import requests
 
+from nowcastkit import atomic_file
 from nowcastkit.errors import WorkerError
 
 __all__ = ["get_web_data", "retry_waits"]
@@ -115,7 +116,8 @@ def _attempt(
             _check_status(url, response)
             if filepath is None:
                 return response.content
-            _save(response.iter_content(chunk_size=chunk_size), Path(filepath))
+            # a reader of filepath never sees half of it; a failure leaves it as it was
+            atomic_file.replace(Path(filepath), response.iter_content(chunk_size=chunk_size))
             return None
     except _FAILURES as err:
         raise _Again(f"{type(err).__name__}: {err}") from err
@@ -130,20 +132,3 @@ def _check_status(url: str, response: requests.Response) -> None:
         raise _Again(said)
     # 401, 403, 410...: no wait makes the server say yes
     raise WorkerError(f"download from {url} refused: {said}")
-
-
-def _save(blocks: Iterator[bytes], path: Path) -> None:
-    """Write *blocks* to a temporary file beside *path*, fsync it, rename it to *path*."""
-    part = path.with_name(f".{path.name}.{os.getpid()}.part")
-    # 0o666 less the umask, as open() would give the file itself
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for block in blocks:
-                out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(part, path)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise

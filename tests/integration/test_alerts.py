@@ -287,22 +287,3 @@ def test_a_final_crash_alert_links_to_the_runs_page_on_the_dashboard(
     # the link is the run's own page on the running dashboard
     with urllib.request.urlopen(f"{link}?format=json", timeout=5) as answer:
         assert answer.status == 200 and run in answer.read().decode()
-
-
-def test_a_final_failure_alert_links_to_the_dashboards_url_as_operators_reach_it(
-    toy_system, webhook
-):
-    from tests.integration.test_retries import finished_runs, launch, with_retrying_workers
-
-    with_retrying_workers(toy_system)
-    del toy_system.config["message registry"]["workers"]["flaky"]["retry"]
-    toy_system.config["dashboard"] = {"port": 0, "url": "https://ops.example.org/nowcast/"}
-    toy_system.config["alerts"] = {"chat": {"webhook": webhook.url(), "events": ["failure"]}}
-    toy_system.write_config()
-    toy_system.start_broker()
-    toy_system.start_manager()
-    run = launch(toy_system, "flaky", "5")
-
-    (post,) = wait_for(lambda: webhook.posts, "the failure alert")
-    assert f"• dashboard: https://ops.example.org/nowcast/runs/{run}\n" in post.body["text"]
-    assert finished_runs(toy_system, "flaky", 1)[0].outcome == "failure"

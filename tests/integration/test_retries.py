@@ -172,10 +172,16 @@ def test_a_worker_that_always_crashes_runs_3_times_and_alerts_once(toy_system, w
     assert toy_system.manager.output().count("handling it as a crash") == 3
 
 
-def test_a_final_failure_alerts_and_without_retry_a_failure_is_final_at_once(toy_system, webhook):
+# With dashboard.url, the final alert links to the run's page there (issue 14).
+@pytest.mark.parametrize("dashboard", [None, {"port": 0, "url": "https://ops.example.org/nk/"}])
+def test_a_final_failure_alerts_and_without_retry_a_failure_is_final_at_once(
+    toy_system, webhook, dashboard
+):
     with_retrying_workers(toy_system)
     del toy_system.config["message registry"]["workers"]["flaky"]["retry"]
     toy_system.config["alerts"] = {"chat": {"webhook": webhook.url(), "events": ["failure"]}}
+    if dashboard is not None:
+        toy_system.config["dashboard"] = dashboard
     toy_system.write_config()
     toy_system.start_broker()
     toy_system.start_manager()
@@ -184,7 +190,9 @@ def test_a_final_failure_alerts_and_without_retry_a_failure_is_final_at_once(toy
     (post,) = wait_for(lambda: webhook.posts, "the failure alert")
     assert "*[nowcast failure] " in post.body["text"] and "flaky worker failed" in post.body["text"]
     assert f"• run: {run}" in post.body["text"] and "attempt" not in post.body["text"]
-    assert "dashboard" not in post.body["text"]  # none configured: no link
+    link = f"• dashboard: https://ops.example.org/nk/runs/{run}\n"
+    assert (link in post.body["text"], "dashboard" in post.body["text"]) == (
+        (dashboard is not None,) * 2)  # fmt: skip
     assert "run 1 fails on purpose" in post.body["text"]  # the log's last lines
     assert [(r.attempt, r.outcome) for r in finished_runs(toy_system, "flaky", 1)] == [
         (1, "failure")

@@ -138,7 +138,7 @@ def test_a_file_not_published_yet_is_waited_for(serve):
     assert len(server.gets) == 3
 
 
-def test_to_a_file_it_streams_into_a_part_file_and_renames_it_when_whole(serve, tmp_path):
+def test_to_a_file_it_streams_into_a_temporary_file_and_renames_it_when_whole(serve, tmp_path):
     server = serve(["pause"])
     server.hold.clear()
     dest = tmp_path / "hrdps.grib2"
@@ -148,10 +148,10 @@ def test_to_a_file_it_streams_into_a_part_file_and_renames_it_when_whole(serve, 
         target=lambda: done.append(get_web_data(server.url(), "dw", filepath=dest, **FAST))
     )
     thread.start()
-    # half the body is on disk, in the part file, while the reader still sees the old file
+    # half the body is on disk in a temporary file beside it; a reader still sees the old file
     part = wait_for(
-        lambda: [p for p in tmp_path.iterdir() if p.suffix == ".part" and p.stat().st_size],
-        "part file with data",
+        lambda: [p for p in tmp_path.iterdir() if p.suffix == ".tmp" and p.stat().st_size],
+        "temporary file with data",
     )[0]
     assert part.name.startswith(".hrdps.grib2.")
     assert dest.read_bytes() == b"yesterday's"
