@@ -98,10 +98,9 @@ def _check_waits(multiplier: float, cap: float, first: float | None) -> None:
         raise WorkerError(
             f"get_web_data: wait_exponential_multiplier: got {multiplier!r}, expected >= 1"
         )
-    if cap <= 0 or (first is not None and first <= 0):
-        raise WorkerError(
-            f"get_web_data: wait_retry_max {cap!r}, first_wait {first!r}: expected seconds > 0"
-        )
+    for name, value in (("wait_retry_max", cap), ("first_wait", first)):
+        if value is not None and value <= 0:
+            raise WorkerError(f"get_web_data: {name}: got {value!r}, expected seconds > 0")
 
 
 def _attempt(

@@ -184,12 +184,21 @@ def test_the_reference_designs_defaults_wait_2_4_8_up_to_256_within_an_hour():
     assert sum(waits) <= 3600 < sum(waits) + 256
 
 
-def test_a_multiplier_below_1_is_one_line():
+@pytest.mark.parametrize(
+    ("kwargs", "line"),
+    [
+        (
+            {"wait_exponential_multiplier": 0.5},
+            "wait_exponential_multiplier: got 0.5, expected >= 1",
+        ),
+        ({"wait_retry_max": 0}, "wait_retry_max: got 0, expected seconds > 0"),
+        ({"first_wait": -1}, "first_wait: got -1, expected seconds > 0"),
+    ],
+)
+def test_a_bad_wait_is_one_line_naming_it(kwargs, line):
     with pytest.raises(WorkerError) as caught:
-        get_web_data("http://127.0.0.1:9/", "dw", wait_exponential_multiplier=0.5)
-    assert str(caught.value) == (
-        "get_web_data: wait_exponential_multiplier: got 0.5, expected >= 1"
-    )
+        get_web_data("http://127.0.0.1:9/", "dw", **kwargs)
+    assert str(caught.value) == f"get_web_data: {line}"
 
 
 def test_a_worker_that_imports_nowcastkit_worker_does_not_load_requests():
