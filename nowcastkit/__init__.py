@@ -45,7 +45,14 @@ _HOMES = {
 }
 
 
+#: Submodules reached as attributes (``nowcastkit.cli.CommandLineInterface``), as code
+#: written for the reference design reaches its package's after ``import nemo_nowcast``.
+_SUBMODULES = frozenset(("cli", "config", "fileutils", "message", "next_worker", "worker"))
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"nowcastkit.{name}")
     if name not in _HOMES:
         raise AttributeError(f"module 'nowcastkit' has no attribute {name!r}")
     value = getattr(importlib.import_module(_HOMES[name]), name)

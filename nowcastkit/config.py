@@ -4,17 +4,23 @@
     config.load("nowcast.yaml")
     config["zmq"]["ports"]["workers"]      # 4344
     config.file                            # Path("nowcast.yaml")
+    config["extra"] = {"key": "value"}     # a plain, mutable mapping (tests set items)
 
 ``$(NOWCAST.ENV.NAME)`` is replaced by the environment variable NAME in every
 string value of the file. Every problem is a one-line :class:`ConfigError`
 naming the file, the key path and what was expected.
+
+``Config.load`` checks what the file has; the sections a running system needs
+(:data:`SECTIONS`) are required by the process that needs them, through
+``needs``: ``load_config`` needs them all, the broker only ``zmq``. A file with
+only ``checklist file``, ``python`` and ``logging`` loads, as a test's does.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +29,51 @@ import yaml
 from nowcastkit import retry
 from nowcastkit.errors import ConfigError
 
-__all__ = ["CLIENT_ROLES", "Config", "check", "load_config", "worker_retry", "worker_timeout"]
+__all__ = [
+    "CLIENT_ROLES",
+    "SECTIONS",
+    "Config",
+    "check",
+    "load_config",
+    "worker_retry",
+    "worker_timeout",
+]
 
 _ENV_VAR = re.compile(r"\$\(NOWCAST\.ENV\.([A-Za-z_][A-Za-z0-9_]*)\)")
 _MISSING = object()
 #: The processes that connect to the broker or the control socket, each with its own key pair.
 CLIENT_ROLES = ("manager", "scheduler", "cli", "workers")
+#: The top-level sections a running system needs: each process names those it needs.
+SECTIONS = ("checklist file", "zmq", "message registry")
 
 
-class Config(Mapping):
-    """The system's configuration: a read-only mapping loaded from a YAML file."""
+class Config(MutableMapping):
+    """The system's configuration: a plain mapping of plain dicts and lists, from a YAML file."""
 
     def __init__(self, data: dict | None = None, file: Path | None = None) -> None:
         self._dict: dict[str, Any] = data or {}
         self.file: Path | None = file
+        #: The sections required at every load, reloads included (see :data:`SECTIONS`).
+        self.needs: tuple[str, ...] = ()
 
-    def load(self, config_file: str | os.PathLike) -> None:
-        """Read, substitute and validate *config_file*; on error keep the old contents."""
+    def load(self, config_file: str | os.PathLike, needs: Iterable[str] | None = None) -> None:
+        """Read, substitute and validate *config_file*, with the sections in *needs* required
+        (by default those the last load needed); on error keep the old contents."""
         path = Path(config_file).expanduser().absolute()
-        data, problems = check(path)
+        needs = self.needs if needs is None else tuple(needs)
+        data, problems = check(path, needs)
         if problems:
             raise problems[0]
-        self._dict, self.file = data, path
+        self._dict, self.file, self.needs = data, path, needs
 
     def __getitem__(self, key: str) -> Any:
         return self._dict[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._dict[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._dict[key]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._dict)
@@ -73,10 +99,10 @@ def worker_retry(config: Config, name: str) -> retry.Retry | None:
     return retry.from_value(value) if value is not None else None
 
 
-def load_config(config_file: str | os.PathLike) -> Config:
-    """Return a loaded :class:`Config`."""
+def load_config(config_file: str | os.PathLike, needs: Iterable[str] = SECTIONS) -> Config:
+    """Return a loaded :class:`Config` that has the sections in *needs* (all, by default)."""
     config = Config()
-    config.load(config_file)
+    config.load(config_file, needs)
     return config
 
 
@@ -97,12 +123,13 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def check(path: Path) -> tuple[dict, list[ConfigError]]:
-    """The substituted contents of *path* and every problem found in it, in file order."""
+def check(path: Path, needs: Iterable[str] = SECTIONS) -> tuple[dict, list[ConfigError]]:
+    """The substituted contents of *path* and every problem found in it, in file order; the
+    sections in *needs* must be there, whole."""
     data = _read_yaml(path)
     checker = _Checker(path)
     data = _substitute(data, checker, "")
-    _validate(data, checker)
+    _validate(data, checker, frozenset(needs))
     return data, checker.problems
 
 
@@ -112,6 +139,8 @@ class _Checker:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.problems: list[ConfigError] = []
+        #: Inside a section no process asked for: a missing key is no problem, a wrong one is.
+        self.lenient = False
 
     def problem(self, key: str, text: str) -> None:
         self.problems.append(ConfigError(self.path, key, text))
@@ -122,7 +151,8 @@ class _Checker:
             return None
         value = data.get(key, default)
         if value is _MISSING:
-            self.problem(_join(where, key), "missing required key")
+            if not self.lenient:
+                self.problem(_join(where, key), "missing required key")
             return None
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -160,8 +190,10 @@ def _join(key: str, child: object) -> str:
     return f"{key}.{child}" if key else str(child)
 
 
-def _validate(data: dict, check: _Checker) -> None:
+def _validate(data: dict, check: _Checker, needs: frozenset[str]) -> None:
+    check.lenient = "checklist file" not in needs
     check.require(data, "checklist file", str, "")
+    check.lenient = False
     check.require(data, "python", str, "", default="")
     check.require(data, "logging", dict, "", default={})
     check.require(data, "state file", str, "", default="")
@@ -170,6 +202,7 @@ def _validate(data: dict, check: _Checker) -> None:
     delay = check.require(data, "checklist write delay", (int, float), "", default=0)
     if delay is not None and delay < 0:
         check.problem("checklist write delay", f"got {delay!r}, expected seconds >= 0")
+    check.lenient = "zmq" not in needs
     zmq = check.require(data, "zmq", dict, "")
     check.require(zmq, "host", str, "zmq")
     check.require(zmq, "bind", str, "zmq", default="")
@@ -184,6 +217,7 @@ def _validate(data: dict, check: _Checker) -> None:
     check.positive(zmq, "resend for", (int, float), "zmq")
     check.positive(zmq, "max message size", int, "zmq")
     _validate_security(zmq, check)
+    check.lenient = "message registry" not in needs
     registry = check.require(data, "message registry", dict, "")
     check.require(registry, "next workers module", str, "message registry")
     manager = check.require(registry, "manager", dict, "message registry", default={})
@@ -200,6 +234,7 @@ def _validate(data: dict, check: _Checker) -> None:
             check.problem(f"{where}.{key}", problem)
         types = {k: v for k, v in entry.items() if k not in ("checklist key", "timeout", "retry")}
         _check_words(types, check, where)
+    check.lenient = False
 
 
 def _validate_security(zmq: Any, check: _Checker) -> None:

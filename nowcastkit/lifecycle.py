@@ -15,12 +15,12 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import attrs
 
 from nowcastkit import logs
-from nowcastkit.config import Config, load_config
+from nowcastkit.config import SECTIONS, Config, load_config
 from nowcastkit.errors import NowcastkitError
 
 __all__ = ["HANDLED", "STOP", "SignalWatch", "reload_config", "run_process", "watch_signals"]
@@ -94,10 +94,12 @@ def run_process(
     argv: list[str] | None = None,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
     check: Callable[[Config], object] | None = None,
+    needs: Iterable[str] = SECTIONS,
 ) -> int:
     """Entry point shared by the long-running processes; returns the exit status.
 
-    Parses ``CONFIG_FILE [--debug]``, loads the config, runs *check* on it (a
+    Parses ``CONFIG_FILE [--debug]``, loads the config with the sections in *needs*
+    (a missing one is a config error), runs *check* on it (a
     NowcastkitError there is a config error too: its line on stderr, exit 2),
     sets up logging once, logs the start-up lines operators look for, and runs
     *body* with signals watched.
@@ -110,7 +112,7 @@ def run_process(
     args = parser.parse_args(argv)
     log = logging.getLogger(name)
     try:
-        config = load_config(args.config_file)
+        config = load_config(args.config_file, needs)
         if check is not None:
             check(config)
         if args.debug:

@@ -257,7 +257,12 @@ def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWat
 
 def main(argv: list[str] | None = None) -> int:
     return lifecycle.run_process(
-        "message_broker", __doc__.splitlines()[0], _serve, argv, check=_check
+        "message_broker",
+        __doc__.splitlines()[0],
+        _serve,
+        argv,
+        check=_check,
+        needs=("checklist file", "zmq"),  # the ipc folder is beside the checklist by default
     )
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nowcastkit import logs
-from nowcastkit.config import Config
+from nowcastkit.config import SECTIONS, Config
 from nowcastkit.errors import ConfigError, MessageError, NowcastkitError, WorkerError
 from nowcastkit.message import Message, max_message_size
 from nowcastkit.worker_cli import CommandLineInterface
@@ -65,6 +65,7 @@ class NowcastWorker:
         # Workers log under their own name, as the reference design's workers do.
         self.logger = logging.getLogger(name)
         self._parsed_args: Any = None
+        self._debug = False
         self._context: Any = None
         self._socket: Any = None
         self._monitor: Any = None
@@ -78,8 +79,14 @@ class NowcastWorker:
         return f"NowcastWorker(name={self.name!r}, package={self.package!r})"
 
     def init_cli(self) -> None:
+        """The worker's command line: the config file and ``--debug``; add options after."""
         self.cli = CommandLineInterface(self.name, self.package, self.description)
         self.cli.build_parser()
+        self.cli.add_argument(
+            "--debug",
+            action="store_true",
+            help="log to the console and do not send messages to the manager",
+        )
 
     def run(
         self,
@@ -92,9 +99,11 @@ class NowcastWorker:
         if self.cli is None:
             self.init_cli()
         self._parsed_args = self.cli.parse_args(argv)
+        # A command line built without init_cli has no --debug.
+        self._debug = bool(getattr(self._parsed_args, "debug", False))
         try:
-            self.config.load(self._parsed_args.config_file)
-            if self._parsed_args.debug:
+            self.config.load(self._parsed_args.config_file, SECTIONS)
+            if self._debug:
                 logs.configure_console()
             else:
                 logs.configure(self.config)
@@ -121,7 +130,7 @@ class NowcastWorker:
         if os.environ.get(REPORT_FILE_ENV):
             raise MessageError(f"{REPORT_FILE_ENV} is set: this run cannot reach the manager "
                                f"and sends only its final message, by file")  # fmt: skip
-        if self._parsed_args is not None and self._parsed_args.debug:
+        if self._debug:
             self.logger.debug("debug mode: would have sent message: (%s) %s", msg_type, words)
             return None
         reply = self._exchange(msg, words)
@@ -172,7 +181,7 @@ class NowcastWorker:
             self.logger.critical("%s", err)
             msg_type, checklist = "crash", None
         path = os.environ.get(REPORT_FILE_ENV)
-        if path and not self._parsed_args.debug:
+        if path and not self._debug:
             self._leave(path, *self._prepare(msg_type, checklist))
             return None
         return self.tell_manager(msg_type, checklist)
@@ -219,7 +228,7 @@ class NowcastWorker:
         return workers[self.name]
 
     def _connect(self) -> None:
-        if self._parsed_args.debug:
+        if self._debug:
             return
         if os.environ.get(REPORT_FILE_ENV):
             self.logger.info("reporting by file: %s", os.environ[REPORT_FILE_ENV])

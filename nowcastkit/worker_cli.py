@@ -1,4 +1,9 @@
-"""The command line every worker shares: ``python -m PKG.WORKER CONFIG_FILE [--debug] ...``."""
+"""The command line every worker shares: ``python -m PKG.WORKER CONFIG_FILE [--debug] ...``.
+
+The parser has the config file argument; the worker adds ``--debug``
+(:meth:`NowcastWorker.init_cli`), so a worker's own options follow in the order
+the reference design's tests look them up (``cli.parser._actions``).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ def arrow_date(text: str) -> Any:
 
 
 class CommandLineInterface:
-    """A worker's argument parser with the config file argument and ``--debug`` built in."""
+    """A worker's argument parser with the config file argument built in."""
 
     def __init__(self, module_name: str, package: str = "workers", description: str = "") -> None:
         self.module_name = module_name
@@ -36,11 +41,11 @@ class CommandLineInterface:
             add_help=add_help,
         )
         self.parser.add_argument("config_file", help="path of the system's nowcast.yaml")
-        self.parser.add_argument(
-            "--debug",
-            action="store_true",
-            help="log to the console and do not send messages to the manager",
-        )
+
+    #: The date option's argparse type, on the class and its instances, as worker modules
+    #: and their tests call it (``CommandLineInterface.arrow_date("2026-12-01")``).
+    arrow_date = staticmethod(arrow_date)
+    _arrow_date = arrow_date
 
     def add_argument(self, *args: Any, **kwargs: Any) -> None:
         self._parser().add_argument(*args, **kwargs)

@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.config is None:
         parser.error("no config file: give one or set NOWCAST_YAML")
     _shift_config(args)
-    logging.getLogger().addHandler(logging.NullHandler())
+    # Importing circus (for status) calls logging.basicConfig: the commands print their own.
+    logging.getLogger().handlers[:] = [logging.NullHandler()]
     try:
         return args.run(args)
     except NowcastkitError as err:

@@ -12,7 +12,12 @@ found or are not registered, and every bad ``scheduled workers`` entry
 channel (an unknown kind, a bad port, no ``to``, an unknown event or worker),
 and every bad ``deadlines`` entry (a bad time, an unknown time zone, worker or days),
 and a bad ``dashboard`` setting (an address beyond loopback without ``insecure``).
-Exit status 0 when valid, 1 when not (a config file that cannot be read
+For a system written for the reference design it lists what is still to change:
+each import line naming ``nemo_nowcast`` (in the next workers module's package and the
+worker modules it names), and each ``after_<worker>`` dispatch dict lacking a registered
+message type; and notes what needs no change: its own workers named as module
+strings (run as nowcastkit's built-ins) and ``zmq.ports.logging`` port pools.
+Exit status 0 when valid (notes alone included), 1 when not (a config file that cannot be read
 included); 2 for a usage error, such as a --payload that is not YAML.
 ``--dry-run WORKER TYPE`` calls ``after_<worker>`` on a copy of the current
 checklist and prints the workers the manager would launch; nothing changes.
@@ -26,12 +31,13 @@ import ast
 import importlib.util
 import json
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from nowcastkit import alerts, deadlines, race, security
+from nowcastkit import alerts, deadlines, migration, race, security
 from nowcastkit import checklist as checklist_file
 from nowcastkit.config import Config, check
 from nowcastkit.dashboard.settings import settings as dashboard_settings
@@ -57,27 +63,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     found, config, flow = problems(args.config)
+    notes = [p for p in found if isinstance(p, Note)]
+    found = [p for p in found if not isinstance(p, Note)]
     if args.dry_run and not found:
         return _dry_run(args, config, flow)
     if args.json:
         print(json.dumps({"config": str(args.config), "valid": not found, "problems": [
             {"file": str(p.path), "key": p.key, "problem": p.problem} for p in found
+        ], "notes": [
+            {"file": str(p.path), "key": p.key, "note": p.problem} for p in notes
         ]}))  # fmt: skip
     else:
         for problem in found:
             print(problem)
+        for note in notes:
+            print(f"note: {note}")
         print(f"{args.config}: {len(found)} problem{'s'[: len(found) != 1]}" if found else
               f"{args.config}: valid")  # fmt: skip
     return 1 if found else 0
 
 
+class Note(ConfigError):
+    """Something a migrating operator should know that needs no change: it fails nothing."""
+
+
 def problems(path: Path) -> tuple[list[ConfigError], Config | None, Flow | None]:
-    """Every problem with the config at *path* and its flow; the loaded config if usable."""
+    """Every problem with the config at *path* and its flow (:class:`Note` among them for
+    what is only to know); the loaded config if usable."""
     try:
         data, found = check(Path(path).expanduser().absolute())
     except ConfigError as err:
         return [err], None, None
     config = Config(data, Path(path).expanduser().absolute())
+    found.extend(_logging_port_notes(config))
     found.extend(_host_problems(config))
     found.extend(alerts.problems(config))
     found.extend(deadlines.problems(config))
@@ -92,12 +110,18 @@ def problems(path: Path) -> tuple[list[ConfigError], Config | None, Flow | None]
         return found + _schedule_problems(config, None), None, None
     flow = Flow(registry["next workers module"], config.file.parent)
     flow.refresh()
+    tree = _syntax_tree(flow.source)
+    for source in _package_files(flow.source, flow.module_name):
+        found += _import_problems(source, tree if source == flow.source else None)
+    if flow.error is not None and tree is not None and migration.reference_imports(tree):
+        flow = _translated_flow(flow, tree)  # to say what else to change, before the imports
     if flow.error is not None:
         key = "message registry.next workers module"
         found.append(ConfigError(config.file, key, str(flow.error)))
         flow = None
     else:
         found += _flow_problems(config, flow)
+        found += _dispatch_problems(flow.source, tree, registry["workers"])
     found += _schedule_problems(config, registry["workers"])
     return found, config, flow
 
@@ -116,21 +140,87 @@ def _flow_problems(config: Config, flow: Flow) -> list[ConfigError]:
             found.append(ConfigError(
                 flow.source, attribute, f"worker {name!r} is not in message registry.workers"
             ))  # fmt: skip
+    installed = migration.reference_installed()
     for line, module in _named_workers(flow.source):
         key = f'line {line}: NextWorker("{module}")'
-        if not _importable(module):
+        if (stand_in := migration.stand_in(module, installed)) is not None:
+            found.append(Note(flow.source, key, f"runs as {stand_in}, nowcastkit's built-in"))
+        elif not _importable(module):
             found.append(ConfigError(flow.source, key, "worker module cannot be found"))
-        elif module.rpartition(".")[2] not in registered:
-            found.append(ConfigError(flow.source, key, f"worker {module.rpartition('.')[2]!r} "
-                                     "is not in message registry.workers"))  # fmt: skip
+        else:
+            if (path := _module_file(module)) not in _package_files(flow.source, flow.module_name):
+                found += _import_problems(path, None)
+            if module.rpartition(".")[2] not in registered:
+                found.append(ConfigError(flow.source, key, f"worker {module.rpartition('.')[2]!r} "
+                                         "is not in message registry.workers"))  # fmt: skip
     return found
+
+
+def _logging_port_notes(config: Config) -> list[Note]:
+    ports = config.get("zmq", {}).get("ports", {}) if isinstance(config.get("zmq"), dict) else {}
+    pools = migration.logging_port_pools(ports.get("logging") if isinstance(ports, dict) else None)
+    text = ("not used: the log aggregator binds one port (zmq.ports.logging.aggregator) that "
+            "every process connects to; remove it when you like")  # fmt: skip
+    return [Note(config.file, f"zmq.ports.logging.{key}", text) for key in pools]
+
+
+def _package_files(source: Path | None, module_name: str) -> list[Path]:
+    """The next workers module's file and, when it is in a package, every module of its
+    top-level package: the system's own code, workers and shared modules alike."""
+    if source is None:
+        return []
+    top = source.parents[module_name.count(".") - 1] if "." in module_name else None
+    return sorted(top.rglob("*.py")) if top is not None else [source]
+
+
+def _syntax_tree(source: Path | None) -> ast.Module | None:
+    try:
+        return ast.parse(Path(source).read_bytes(), str(source))
+    except (OSError, SyntaxError, TypeError, ValueError):
+        return None
+
+
+def _import_problems(source: Path | None, tree: ast.Module | None) -> list[ConfigError]:
+    """An import of the reference design's package in *source*, a line each."""
+    tree = tree or _syntax_tree(source)
+    if tree is None:
+        return []
+    return [
+        ConfigError(source, f"line {f.line}", f.text) for f in migration.reference_imports(tree)
+    ]
+
+
+def _dispatch_problems(
+    source: Path, tree: ast.Module | None, registered: dict
+) -> list[ConfigError]:
+    if tree is None:
+        return []
+    return [ConfigError(source, f"line {f.line}", f.text)
+            for f in migration.dispatch_gaps(tree, registered)]  # fmt: skip
+
+
+def _translated_flow(flow: Flow, tree: ast.Module) -> Flow:
+    """*flow*'s module loaded with its imports made from nowcastkit, or *flow* if it fails."""
+    module = types.ModuleType(flow.module_name)
+    module.__file__ = str(flow.source)
+    try:
+        exec(compile(migration.translated(tree), str(flow.source), "exec"), module.__dict__)
+    except Exception:  # a user's module can raise anything at import
+        return flow
+    return Flow(flow.module_name, flow.search_path, module=module, source=flow.source)
+
+
+def _module_file(module: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin) if spec and spec.has_location and spec.origin else None
 
 
 def _named_workers(source: Path | None) -> list[tuple[int, str]]:
     """The ``NextWorker("module", ...)`` calls with a literal module name in *source*."""
-    try:
-        tree = ast.parse(Path(source).read_bytes())
-    except (OSError, SyntaxError, TypeError):
+    if (tree := _syntax_tree(source)) is None:
         return []
     return [
         (node.lineno, node.args[0].value)
@@ -147,11 +237,14 @@ def _schedule_problems(config: Config, registered: dict | None) -> list[ConfigEr
     With no usable registry (*registered* None), modules are only checked to exist.
     """
     found = entry_problems(config)
+    installed = migration.reference_installed()
     entries = config.get("scheduled workers")
     for i, entry in enumerate(entries if isinstance(entries, list) else []):
         for module in entry if isinstance(entry, dict) else []:
             key = f"scheduled workers[{i}].{module}"
-            if not _importable(str(module)):
+            if (stand_in := migration.stand_in(str(module), installed)) is not None:
+                found.append(Note(config.file, key, f"runs as {stand_in}, nowcastkit's built-in"))
+            elif not _importable(str(module)):
                 found.append(ConfigError(config.file, key, "worker module cannot be found"))
             elif (
                 registered is not None

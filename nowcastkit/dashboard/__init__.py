@@ -26,4 +26,5 @@ def main(argv: list[str] | None = None) -> int:
     from nowcastkit.lifecycle import run_process
 
     description = "Serve the read-only web dashboard of one nowcast system."
-    return run_process("dashboard", description, serve, argv, check=settings)
+    needs = ("checklist file", "zmq")  # the store beside the checklist, the manager's sockets
+    return run_process("dashboard", description, serve, argv, check=settings, needs=needs)

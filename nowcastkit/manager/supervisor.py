@@ -25,6 +25,7 @@ from typing import Any
 
 import attrs
 
+from nowcastkit import migration
 from nowcastkit import store as st
 from nowcastkit.config import Config, worker_timeout
 from nowcastkit.errors import NowcastkitError
@@ -89,6 +90,10 @@ class Supervisor:
     remotes: dict[str, SshLauncher | SlurmLauncher] = attrs.field(factory=dict)
     #: Runs that could not be started at all, since the manager last asked: id to reason.
     unstarted: dict[str, str] = attrs.field(factory=dict)
+    #: Whether the reference design's package is here (else its workers are stood in for).
+    reference: bool = attrs.field(factory=migration.reference_installed)
+    #: The reference design's worker modules already said to be stood in for.
+    stood_in: set[str] = attrs.field(factory=set)
 
     def start(self, launches: list[Launch]) -> tuple[list[Running], list[Launch]]:
         """Start committed runs: those started and those that failed to (logged), in order.
@@ -98,7 +103,7 @@ class Supervisor:
         """
         started, failed = [], []
         for item in launches:
-            worker = item.worker
+            worker = self._runnable(item.worker)
             log_path = self.log_dir / f"{worker.name}-{item.run_id}.log"
             try:
                 launcher = self.launcher_for(worker.host)
@@ -116,6 +121,17 @@ class Supervisor:
                      worker.module, worker.host, item.run_id, pid)  # fmt: skip
             started.append(running)
         return started, failed
+
+    def _runnable(self, worker: NextWorker) -> NextWorker:
+        """*worker*, or the built-in worker that stands in for the reference design's."""
+        module = migration.stand_in(worker.module, self.reference)
+        if module is None:
+            return worker
+        if worker.module not in self.stood_in:
+            self.stood_in.add(worker.module)
+            log.info("%s is not installed: launching %s for %s",
+                     migration.REFERENCE_PACKAGE, module, worker.module)  # fmt: skip
+        return attrs.evolve(worker, module=module)
 
     def launcher_for(self, host: str) -> Launcher:
         """Here for localhost and attached ssh runs; the host's own for detached ones.

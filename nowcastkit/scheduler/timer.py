@@ -185,7 +185,7 @@ def reload(timer: Timer, now: dt.datetime, configure_logging: bool = True) -> bo
     """SIGHUP: re-read the config and rebuild the jobs; a bad config keeps the old schedule."""
     fresh = Config()
     try:
-        fresh.load(timer.config.file)
+        fresh.load(timer.config.file, timer.config.needs)
         entries = load_entries(fresh)
         if configure_logging:
             logs.configure(fresh, long_running=True)

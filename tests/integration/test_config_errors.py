@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import base_config, child_env
+from conftest import base_config, child_env, start_process
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -70,3 +70,37 @@ def test_bad_logging_section(tmp_path, module):
     path.write_text(yaml.safe_dump(config))
     line = one_line(run(module, path, tmp_path))
     assert f"{path}: logging: " in line
+
+
+@pytest.mark.parametrize(
+    ("module", "section"),
+    [
+        ("nowcastkit.message_broker", "zmq"),
+        ("nowcastkit.manager", "zmq"),
+        ("nowcastkit.manager", "message registry"),
+        ("nowcastkit.manager", "checklist file"),
+        ("nowcastkit.scheduler", "message registry"),
+        ("nowcastkit.dashboard", "zmq"),
+        ("workers.sleep", "message registry"),
+    ],
+)
+def test_a_process_without_a_section_it_needs_stops_in_one_line(tmp_path, module, section):
+    config = base_config(tmp_path)
+    del config[section]
+    path = tmp_path / "nowcast.yaml"
+    path.write_text(yaml.safe_dump(config))
+    line = one_line(run(module, path, tmp_path))
+    assert line.endswith(f"{path}: {section}: missing required key")
+
+
+def test_the_broker_needs_no_message_registry(tmp_path):
+    config = base_config(tmp_path)
+    del config["message registry"]
+    path = tmp_path / "nowcast.yaml"
+    path.write_text(yaml.safe_dump(config))
+    broker = start_process("broker", [sys.executable, "-m", "nowcastkit.message_broker",
+                                      str(path)], tmp_path, tmp_path / "broker.log")  # fmt: skip
+    try:
+        broker.wait_for_line(r"workers? .*port \d+")
+    finally:
+        assert broker.stop() == 0, broker.output()

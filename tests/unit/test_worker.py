@@ -60,8 +60,9 @@ def test_remote_host_without_config_is_a_config_error(config):
 
 
 def test_date_option_parses_yyyy_mm_dd_to_an_arrow_date():
-    cli = CommandLineInterface("sleep")
-    cli.build_parser()
+    worker = NowcastWorker("sleep")
+    worker.init_cli()
+    cli = worker.cli
     today = arrow.now().floor("day")
     cli.add_date_option("--run-date", default=today, help="Date to run for.")
     assert cli.parse_args(["nowcast.yaml"]).run_date == today

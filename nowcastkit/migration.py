@@ -1,0 +1,168 @@
+"""A system written for the reference design: what nowcastkit stands in for, what to change.
+
+    stand_in("nemo_nowcast.workers.rotate_logs", reference_installed())  # "workers.rotate_logs"
+    reference_imports(ast.parse(source))      # [Finding(3, "imports nemo_nowcast: ...")]
+    dispatch_gaps(tree, registry["workers"])  # after_<worker> dicts lacking registered types
+
+A flow may name the reference design's own workers as module strings
+(``NextWorker("nemo_nowcast.workers.clear_checklist")``); without that package
+installed, the manager launches the built-in worker of the same name instead.
+The rest are pure functions over a module's syntax tree, for ``nowcastkit validate``.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib.util
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "BUILT_IN_WORKERS",
+    "REFERENCE_PACKAGE",
+    "Finding",
+    "dispatch_gaps",
+    "logging_port_pools",
+    "reference_imports",
+    "reference_installed",
+    "stand_in",
+    "translated",
+]
+
+#: The top-level package of the reference design.
+REFERENCE_PACKAGE = "nemo_nowcast"
+#: The reference design's workers that nowcastkit has built in, by the same names.
+BUILT_IN_WORKERS = ("awaken", "clear_checklist", "rotate_logs", "sleep")
+
+
+def stand_in(module: str, installed: bool) -> str | None:
+    """The built-in worker module that runs for *module*, or None when *module* runs itself.
+
+    ``nemo_nowcast.workers.X`` is stood in for unless that package is *installed*;
+    ``nowcastkit.workers.X``, the same string after the documented rename, always.
+    """
+    package, _, name = module.rpartition(".")
+    if name not in BUILT_IN_WORKERS:
+        return None
+    if package == "nowcastkit.workers" or (
+        package == f"{REFERENCE_PACKAGE}.workers" and not installed
+    ):
+        return f"workers.{name}"
+    return None
+
+
+def reference_installed() -> bool:
+    """Whether the reference design's package can be imported here."""
+    try:
+        return importlib.util.find_spec(REFERENCE_PACKAGE) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@attrs.frozen
+class Finding:
+    """One thing to change (or, when *informational*, to know) at *line* of a file."""
+
+    line: int
+    text: str
+    informational: bool = False
+
+
+def reference_imports(tree: ast.Module) -> list[Finding]:
+    """Each import statement that names the reference design's package."""
+    found = []
+    for node in ast.walk(tree):
+        names = _imported(node)
+        if any(_is_reference(name) for name in names):
+            what = ", ".join(name for name in names if _is_reference(name))
+            found.append(Finding(node.lineno, f"imports {what}: import it from nowcastkit"))
+    return found
+
+
+def translated(tree: ast.Module) -> ast.Module:
+    """*tree* with its imports of the reference design's package made from nowcastkit, as
+    the documented ``sed`` would make them; names keep their bindings."""
+    tree = copy.deepcopy(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and _is_reference(node.module):
+            node.module = _renamed(node.module)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if _is_reference(alias.name):
+                    alias.asname = alias.asname or (None if "." in alias.name else alias.name)
+                    alias.name = _renamed(alias.name)
+    return tree
+
+
+def dispatch_gaps(tree: ast.Module, registry: Mapping[str, Any]) -> list[Finding]:
+    """Registered message types missing from the literal dict an ``after_<worker>`` looks its
+    result up in (``return actions[msg.type]``): each would be a KeyError in the manager."""
+    found = []
+    for func in tree.body:
+        if not isinstance(func, ast.FunctionDef) or not func.name.startswith("after_"):
+            continue
+        entry = registry.get(func.name.removeprefix("after_"))
+        if not isinstance(entry, Mapping) or not func.args.args:
+            continue
+        registered = [t for t in entry if t not in _NOT_TYPES]
+        dicts = _literal_dicts(func)
+        msg = func.args.args[0].arg
+        for node in ast.walk(func):
+            if not (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
+                    and _is_type_of(node.slice, msg) and node.value.id in dicts):  # fmt: skip
+                continue
+            line, keys = dicts[node.value.id]
+            missing = [t for t in registered if t not in keys]
+            if missing:
+                found.append(Finding(line, f"{func.name}: {node.value.id}[{msg}.type] has no "
+                                     f"{', '.join(map(repr, missing))}: a KeyError in the "
+                                     "manager for a registered message type"))  # fmt: skip
+    return found
+
+
+def logging_port_pools(ports: Any) -> list[str]:
+    """The keys of ``zmq.ports.logging`` that name the reference design's per-process
+    ports and pools, which nowcastkit does not use (its aggregator binds one port)."""
+    if not isinstance(ports, Mapping):
+        return []
+    return [str(key) for key in ports if key != "aggregator"]
+
+
+_NOT_TYPES = frozenset(("checklist key", "timeout", "retry"))
+
+
+def _imported(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+        return [node.module]
+    return []
+
+
+def _is_reference(name: str) -> bool:
+    return name == REFERENCE_PACKAGE or name.startswith(f"{REFERENCE_PACKAGE}.")
+
+
+def _renamed(name: str) -> str:
+    return "nowcastkit" + name.removeprefix(REFERENCE_PACKAGE)
+
+
+def _literal_dicts(func: ast.FunctionDef) -> dict[str, tuple[int, set[str]]]:
+    """The names assigned a dict with only literal string keys in *func*: line and keys."""
+    found = {}
+    for node in ast.walk(func):
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Dict)
+                and all(isinstance(k, ast.Constant) and isinstance(k.value, str)
+                        for k in node.value.keys)):  # fmt: skip
+            found[node.targets[0].id] = (node.lineno, {k.value for k in node.value.keys})
+    return found
+
+
+def _is_type_of(node: ast.AST, msg: str) -> bool:
+    """``msg.type``, for the message argument's name *msg*."""
+    return (isinstance(node, ast.Attribute) and node.attr == "type"
+            and isinstance(node.value, ast.Name) and node.value.id == msg)  # fmt: skip

@@ -1,0 +1,132 @@
+"""What nowcastkit stands in for, and finds to change, in a system written for the
+reference design: pure functions over module strings and syntax trees."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+
+import pytest
+
+import nowcastkit
+from nowcastkit import migration
+from nowcastkit.worker import NowcastWorker
+
+
+@pytest.mark.parametrize(
+    ("module", "installed", "expected"),
+    [
+        ("nemo_nowcast.workers.clear_checklist", False, "workers.clear_checklist"),
+        ("nemo_nowcast.workers.rotate_logs", False, "workers.rotate_logs"),
+        ("nemo_nowcast.workers.rotate_logs", True, None),  # the real one runs
+        ("nowcastkit.workers.rotate_logs", True, "workers.rotate_logs"),  # after the sed
+        ("nemo_nowcast.workers.run_model", False, None),  # not one nowcastkit has
+        ("nowcast.workers.clear_checklist", False, None),  # the system's own
+        ("workers.sleep", False, None),
+    ],
+)
+def test_stand_in(module, installed, expected):
+    assert migration.stand_in(module, installed) == expected
+
+
+def test_reference_imports_are_found_a_line_each_and_relative_ones_left():
+    tree = ast.parse(
+        textwrap.dedent("""\
+        import os
+        import nemo_nowcast
+        from nemo_nowcast import NextWorker
+        from nemo_nowcast.fileutils import FilePerms
+        import nemo_nowcast.cli as cli, json
+        from . import nemo_nowcast_helpers
+        from nemo_nowcastish import x
+        """)
+    )
+    found = migration.reference_imports(tree)
+    assert [(f.line, f.text) for f in found] == [
+        (2, "imports nemo_nowcast: import it from nowcastkit"),
+        (3, "imports nemo_nowcast: import it from nowcastkit"),
+        (4, "imports nemo_nowcast.fileutils: import it from nowcastkit"),
+        (5, "imports nemo_nowcast.cli: import it from nowcastkit"),
+    ]
+    assert not any(f.informational for f in found)
+
+
+def test_translated_imports_keep_their_names_bound():
+    tree = ast.parse(
+        textwrap.dedent("""\
+        import nemo_nowcast
+        from nemo_nowcast import NextWorker
+        from nemo_nowcast.fileutils import FilePerms
+        PERMS = FilePerms(user="rw")
+        CLI = nemo_nowcast.cli.CommandLineInterface
+        """)
+    )
+    namespace: dict = {}
+    exec(compile(migration.translated(tree), "<flow>", "exec"), namespace)
+    assert namespace["nemo_nowcast"] is nowcastkit
+    assert namespace["NextWorker"] is nowcastkit.NextWorker
+    assert int(namespace["PERMS"]) == 0o600
+    assert namespace["CLI"] is nowcastkit.CommandLineInterface
+    assert migration.reference_imports(tree)  # the tree given is left as it was
+
+
+FLOW = """\
+from nemo_nowcast import NextWorker
+
+
+def after_download(msg, config, checklist):
+    next_workers = {
+        "crash": [],
+        "success": [NextWorker("nowcast.workers.plot")],
+    }
+    return next_workers[msg.type]
+
+
+def after_plot(message, config, checklist):
+    actions = {"crash": [], "failure": [], "success": []}
+    return actions[message.type]
+
+
+def after_feed(msg, config, checklist):
+    actions = dict(crash=[])  # not a literal dict: nothing can be said of it
+    return actions[msg.type]
+
+
+def after_upload(msg, config, checklist):
+    keyed = {"a": []}
+    return keyed[msg.payload]  # not looked up by message type
+"""
+REGISTRY = {
+    "download": {"checklist key": "forcing", "success": "ok", "failure": "bad", "crash": "x",
+                 "timeout": 60},
+    "plot": {"success": "ok", "failure": "bad", "crash": "x"},
+    "feed": {"success": "ok", "failure": "bad", "crash": "x"},
+    "upload": {"success": "ok"},
+}  # fmt: skip
+
+
+def test_dispatch_gaps_name_the_function_the_dict_and_each_missing_type():
+    found = migration.dispatch_gaps(ast.parse(FLOW), REGISTRY)
+    assert [(f.line, f.text) for f in found] == [
+        (5, "after_download: next_workers[msg.type] has no 'failure': a KeyError in the "
+            "manager for a registered message type"),
+    ]  # fmt: skip
+
+
+def test_logging_port_pools_are_every_key_but_the_aggregators():
+    ports = {"message_broker": 4345, "workers": [4350, 4351], "aggregator": 4349}
+    assert migration.logging_port_pools(ports) == ["message_broker", "workers"]
+    assert migration.logging_port_pools(None) == []
+
+
+def test_a_workers_own_options_follow_config_file_and_debug_in_its_parser():
+    """The reference design's tests look options up by position in cli.parser._actions."""
+    worker = NowcastWorker("download", description="Download worker.")
+    worker.init_cli()
+    worker.cli.add_argument("--run-type")
+    dests = [action.dest for action in worker.cli.parser._actions]
+    assert dests == ["help", "config_file", "debug", "run_type"]
+    bare = nowcastkit.CommandLineInterface("download")
+    bare.build_parser()
+    assert [action.dest for action in bare.parser._actions] == ["help", "config_file"]
+    assert bare.arrow_date is nowcastkit.CommandLineInterface.arrow_date
