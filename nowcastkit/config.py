@@ -195,7 +195,9 @@ def _validate(data: dict, check: _Checker, needs: frozenset[str]) -> None:
     check.require(data, "checklist file", str, "")
     check.lenient = False
     check.require(data, "python", str, "", default="")
-    check.require(data, "logging", dict, "", default={})
+    logging_section = check.require(data, "logging", dict, "", default={})
+    for schema in ("aggregator", "publisher"):
+        check.require(logging_section, schema, dict, "logging", default={})
     check.require(data, "state file", str, "", default="")
     check.require(data, "run logs", str, "", default="")
     check.positive(data, "keep history days", (int, float), "")
@@ -212,6 +214,7 @@ def _validate(data: dict, check: _Checker, needs: frozenset[str]) -> None:
         port = check.require(ports, name, int, "zmq.ports", default=default)
         if port is not None and not 0 <= port <= 65535:
             check.problem(f"zmq.ports.{name}", f"got {port!r}, expected 0 to 65535")
+    _validate_logging_ports(ports, check)
     check.positive(zmq, "reply timeout", (int, float), "zmq")
     check.positive(zmq, "reply attempts", int, "zmq")
     check.positive(zmq, "resend for", (int, float), "zmq")
@@ -235,6 +238,32 @@ def _validate(data: dict, check: _Checker, needs: frozenset[str]) -> None:
         types = {k: v for k, v in entry.items() if k not in ("checklist key", "timeout", "retry")}
         _check_words(types, check, where)
     check.lenient = False
+
+
+def _validate_logging_ports(ports: Any, check: _Checker) -> None:
+    """``zmq.ports.logging``: the aggregator's port, and the reference design's pools, unused.
+
+    Those pools (``{manager: 4347, workers: [4357, 4358]}``) are ports each publisher bound
+    there; here every publisher connects to the aggregator, so they are only checked for shape.
+    """
+    section = check.require(ports, "logging", dict, "zmq.ports", default={})
+    for name, value in (section or {}).items():
+        key = f"zmq.ports.logging.{name}"
+        values = value if isinstance(value, list) and name != "aggregator" else [value]
+        for item in values:
+            if not _is_port(item) and (name == "aggregator" or not _is_host_port(item)):
+                expected = "0 to 65535" if name == "aggregator" else "ports or host:port strings"
+                check.problem(key, f"got {value!r}, expected {expected}")
+                break
+
+
+def _is_port(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535
+
+
+def _is_host_port(value: Any) -> bool:
+    host, sep, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    return bool(host and sep) and port.isdigit() and _is_port(int(port))
 
 
 def _validate_security(zmq: Any, check: _Checker) -> None:

@@ -1,6 +1,7 @@
 """Where the system's sockets are: tcp ports, or ipc paths in one private folder.
 
     broker_endpoint(config, "workers")             # tcp://localhost:4344
+    aggregator_endpoint(config)                    # tcp://localhost:4348 (the log aggregator)
     manager_endpoint(config, "control", 2)         # tcp://127.0.0.1:4345
     # zmq.transport: ipc
     broker_endpoint(config, "workers")             # ipc:///srv/nowcast/sockets/workers.sock
@@ -21,7 +22,15 @@ from pathlib import Path
 from nowcastkit.config import Config
 from nowcastkit.errors import ConfigError
 
-__all__ = ["broker_endpoint", "ipc_folder", "is_ipc", "manager_endpoint", "private_folder"]
+__all__ = [
+    "aggregator_endpoint",
+    "aggregator_port",
+    "broker_endpoint",
+    "ipc_folder",
+    "is_ipc",
+    "manager_endpoint",
+    "private_folder",
+]
 
 
 def is_ipc(config: Config) -> bool:
@@ -41,8 +50,35 @@ def broker_endpoint(config: Config, role: str, *, bind: bool = False) -> str:
     """The broker's *role* (``workers``, ``manager``) socket, to connect to or (*bind*) bind."""
     if is_ipc(config):
         return f"ipc://{ipc_folder(config)}/{role}.sock"
+    return _tcp(config, config["zmq"]["ports"][role], bind)
+
+
+#: The log aggregator's default port: the manager's + 5, past control, monitor and dashboard.
+AGGREGATOR_OFFSET = 5
+
+
+def aggregator_port(config: Config) -> int:
+    """``zmq.ports.logging.aggregator``; by default the manager port + 5 (0 for a manager's 0)."""
+    ports = config["zmq"]["ports"]
+    port = (ports.get("logging") or {}).get("aggregator")
+    if port is not None:
+        return port
+    return ports["manager"] + AGGREGATOR_OFFSET if ports["manager"] else 0
+
+
+def aggregator_endpoint(config: Config, *, bind: bool = False) -> str:
+    """The log aggregator's one socket, which every publisher connects to, or (*bind*) binds.
+
+    It is the broker's host and interface, under the broker's rules (docs/security.md).
+    """
+    if is_ipc(config):
+        return f"ipc://{ipc_folder(config)}/logging.sock"
+    return _tcp(config, aggregator_port(config), bind)
+
+
+def _tcp(config: Config, port: int, bind: bool) -> str:
+    """The broker host's *port*: ``zmq.bind`` (else ``zmq.host``) to bind, ``zmq.host`` to reach."""
     zmq_config = config["zmq"]
-    port = zmq_config["ports"][role]
     if bind:
         return f"tcp://{zmq_config.get('bind') or zmq_config['host']}:{port or '*'}"
     return f"tcp://{zmq_config['host']}:{port}"

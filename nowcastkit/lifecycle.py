@@ -118,7 +118,7 @@ def run_process(
         if args.debug:
             logs.configure_console()
         else:
-            logs.configure(config, long_running=True)
+            logs.configure(config, long_running=True, process=name)
     except NowcastkitError as err:
         sys.stderr.write(f"{name}: {err}\n")
         return 2
@@ -140,7 +140,7 @@ def reload_config(config: Config, name: str) -> bool:
     log = logging.getLogger(name)
     try:
         config.load(config.file)
-        logs.configure(config, long_running=True)
+        logs.configure(config, long_running=True, process=name)
     except NowcastkitError as err:
         log.error("config reload failed, still running on the old config: %s", err)
         return False

@@ -1,5 +1,13 @@
 """The one logging set-up, called once by each entry point from the YAML ``logging`` section.
 
+    configure(config, long_running=True, process="manager")   # lifecycle.run_process
+    configure(config, process="sleep", run=run_id)              # NowcastWorker.run
+
+``logging`` is one ``logging.config.dictConfig`` schema, or the reference design's two:
+``logging.publisher`` for every process and worker, whose records go to the one log
+aggregator (:mod:`nowcastkit.log_publisher`), and ``logging.aggregator`` for the
+``log_aggregator`` process, which writes them all (:mod:`nowcastkit.log_aggregator`).
+
 A long-running process never rotates a log file itself: its rotating handlers
 are replaced by watched handlers that reopen the file when the ``rotate_logs``
 worker has rolled it over, so it keeps writing to the new file.
@@ -7,33 +15,115 @@ worker has rolled it over, so it keeps writing to the new file.
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from nowcastkit.errors import ConfigError
 
-__all__ = ["configure", "configure_console", "file_handlers", "log_lines"]
+__all__ = [
+    "AGGREGATOR",
+    "PUBHANDLER",
+    "configure",
+    "configure_console",
+    "file_handlers",
+    "log_lines",
+    "name_run",
+    "schema_for",
+]
 
 _CONSOLE_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
+#: The process that writes the aggregator schema's files.
+AGGREGATOR = "log_aggregator"
+#: pyzmq's handler, named in the reference design's publisher schemas; it binds a port.
+PUBHANDLER = "zmq.log.handlers.PUBHandler"
+_PUBLISHER = "nowcastkit.log_publisher.Publisher"
 
 
-def configure(config: Mapping, *, long_running: bool = False) -> None:
-    """Apply the config's ``logging`` section (console logging when it has none)."""
-    section = config.get("logging") or {}
-    if "version" not in section:
+def schema_for(section: Mapping, process: str) -> tuple[str, dict | None]:
+    """Which schema of the ``logging`` *section* *process* uses, by key, and that schema.
+
+    The aggregator takes ``aggregator``; any other process ``publisher`` when there is one;
+    else the section itself when it is a schema; else none (console logging).
+    """
+    if process == AGGREGATOR and isinstance(section.get("aggregator"), Mapping):
+        return "logging.aggregator", dict(section["aggregator"])
+    if process != AGGREGATOR and isinstance(section.get("publisher"), Mapping):
+        return "logging.publisher", dict(section["publisher"])
+    if "version" in section:
+        return "logging", dict(section)
+    return "logging", None
+
+
+def with_publisher(schema: dict) -> tuple[dict, list[str]]:
+    """*schema* with each PUBHandler entry made a :class:`~.log_publisher.Publisher`, and
+    the names of those replaced: a PUBHandler binds a port, a Publisher connects."""
+    schema = copy.deepcopy(schema)
+    replaced = []
+    for name, entry in (schema.get("handlers") or {}).items():
+        if isinstance(entry, dict) and entry.get("class") == PUBHANDLER:
+            entry["class"] = _PUBLISHER
+            replaced.append(name)
+    return schema, replaced
+
+
+def configure(
+    config: Mapping, *, long_running: bool = False, process: str = "", run: str | None = None
+) -> None:
+    """Apply *process*'s schema of the config's ``logging`` section (console logging when
+    there is none); under the publisher schema, connect its handlers to the aggregator."""
+    key, schema = schema_for(config.get("logging") or {}, process)
+    if schema is None:
         configure_console()
         return
     import logging.config  # with logging.handlers: not needed for --help or --debug
 
+    replaced: list[str] = []
+    if key == "logging.publisher":
+        schema, replaced = with_publisher(schema)
     try:
-        logging.config.dictConfig(dict(section))
+        logging.config.dictConfig(schema)
     except (ValueError, TypeError, AttributeError, ImportError) as err:
         cause = f"{err}: {err.__cause__}" if err.__cause__ else str(err)
-        raise ConfigError(getattr(config, "file", ""), "logging", cause) from None
+        raise ConfigError(getattr(config, "file", ""), key, cause) from None
+    publishers = _publishers()
+    for handler in publishers:
+        handler.start(config, process, run)
+    if key == "logging.publisher":
+        _keep_console()
+    for name in replaced:
+        logging.getLogger(process or __name__).info(
+            "logging.publisher: handler %s: %s replaced by nowcastkit's publisher, which "
+            "connects to the log aggregator", name, PUBHANDLER,
+        )  # fmt: skip
     if long_running:
         _watch_rotating_files()
-        _skip_unused_record_fields()
+        if not publishers:  # the aggregator's formats may show any field
+            _skip_unused_record_fields()
+
+
+def name_run(run: str | None) -> None:
+    """Have the publisher handlers name *run* in the records from now on."""
+    for handler in _publishers():
+        handler.name_run(run)
+
+
+def _publishers() -> list[Any]:
+    module = sys.modules.get("nowcastkit.log_publisher")
+    if module is None:
+        return []
+    return [h for _logger, h in _all_handlers() if isinstance(h, module.Publisher)]
+
+
+def _keep_console() -> None:
+    """Under the publisher schema, still log to stdout, which is a run's own log file."""
+    root = logging.getLogger()
+    if not any(type(h) is logging.StreamHandler for h in root.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(_CONSOLE_FORMAT))
+        root.addHandler(handler)
 
 
 def configure_console(level: int = logging.DEBUG) -> None:
@@ -48,8 +138,8 @@ def configure_console(level: int = logging.DEBUG) -> None:
     root.setLevel(level)
 
 
-def file_handlers() -> Iterator[tuple[logging.Logger, logging.Handler]]:
-    """Every file handler attached to a configured logger, with its logger."""
+def _all_handlers() -> Iterator[tuple[logging.Logger, logging.Handler]]:
+    """Every handler attached to a configured logger, once, with its logger."""
     loggers = [logging.getLogger()]
     loggers += [
         logger
@@ -59,9 +149,16 @@ def file_handlers() -> Iterator[tuple[logging.Logger, logging.Handler]]:
     seen: set[int] = set()
     for logger in loggers:
         for handler in logger.handlers:
-            if isinstance(handler, logging.FileHandler) and id(handler) not in seen:
+            if id(handler) not in seen:
                 seen.add(id(handler))
                 yield logger, handler
+
+
+def file_handlers() -> Iterator[tuple[logging.Logger, logging.Handler]]:
+    """Every file handler attached to a configured logger, with its logger."""
+    for logger, handler in _all_handlers():
+        if isinstance(handler, logging.FileHandler):
+            yield logger, handler
 
 
 # What each optional LogRecord field costs to fill in, and the format fields that show it.

@@ -106,7 +106,7 @@ class NowcastWorker:
             if self._debug:
                 logs.configure_console()
             else:
-                logs.configure(self.config)
+                logs.configure(self.config, process=self.name, run=os.environ.get(RUN_ID_ENV))
         except ConfigError as err:
             sys.stderr.write(f"{self.name}: {err}\n")  # logging is not set up yet
             raise SystemExit(2) from None
@@ -214,6 +214,7 @@ class NowcastWorker:
             reply = Message.deserialize(answer)
             if isinstance(reply.payload, dict) and isinstance(reply.payload.get("run"), str):
                 self._run_id = reply.payload["run"]
+                logs.name_run(self._run_id)
         else:
             self.logger.warning("manager did not answer hello within %gs", wait)
             self._close_socket()

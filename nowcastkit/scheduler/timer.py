@@ -188,7 +188,7 @@ def reload(timer: Timer, now: dt.datetime, configure_logging: bool = True) -> bo
         fresh.load(timer.config.file, timer.config.needs)
         entries = load_entries(fresh)
         if configure_logging:
-            logs.configure(fresh, long_running=True)
+            logs.configure(fresh, long_running=True, process="scheduler")
     except NowcastkitError as err:
         log.error("config reload failed, still running on the old schedule: %s", err)
         return False
