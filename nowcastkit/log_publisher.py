@@ -6,18 +6,24 @@
 
 Each record is one JSON frame on a PUSH socket that connects to the aggregator's one
 PULL socket (:mod:`nowcastkit.log_aggregator`), over tcp to the broker's host or, with
-``zmq.transport: ipc``, in the ipc folder. Nothing here waits for the aggregator:
-ZeroMQ queues up to ``SNDHWM`` records while it is away (not started yet, restarting,
-unreachable) and further records are dropped and counted; at exit the queue gets at
-most ``LINGER`` to drain. Records sent while the aggregator is down may be lost.
+``zmq.transport: ipc``, in the ipc folder. Nothing the process does waits for the
+aggregator: a record is put in a queue, and a thread of the handler's own, which alone
+uses the socket, sends it. While the aggregator is away (not started yet, restarting,
+unreachable) up to ``SNDHWM`` records wait, sent as soon as it is back, and the oldest
+beyond that are dropped and counted; at exit they get at most ``LINGER_MS`` to go, and
+the count of those that never went is one line on stderr. Records in flight when an
+aggregator dies are lost with it.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
 import sys
+import threading
+import time
 from typing import Any
 
 from nowcastkit.config import CLIENT_ROLES, Config
@@ -25,7 +31,7 @@ from nowcastkit.errors import ConfigError
 
 __all__ = ["LINGER_MS", "SNDHWM", "Publisher", "encode"]
 
-#: Records ZeroMQ holds for an aggregator that is not there (more are dropped).
+#: Records held for an aggregator that is not there, and queued for one that is slow.
 SNDHWM = 1000
 #: Milliseconds a process's exit waits, at most, for queued records to go.
 LINGER_MS = 1000
@@ -57,9 +63,10 @@ class Publisher(logging.Handler):
         self.origin: dict[str, Any] = {"host": os.uname().nodename, "run": None}
         self.endpoint = ""
         self.dropped = 0
-        self._early: list[bytes] = []
-        self._context: Any = None
-        self._socket: Any = None
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._sender: threading.Thread | None = None
 
     def start(self, config: Config, process: str, run: str | None = None) -> None:
         """Connect to the aggregator (with this process's key pair under CURVE)."""
@@ -75,15 +82,17 @@ class Publisher(logging.Handler):
         context = zmq.Context(io_threads=1)  # its own: the worker ends its context first
         sock = context.socket(zmq.PUSH)
         sock.setsockopt(zmq.SNDHWM, SNDHWM)
-        sock.setsockopt(zmq.LINGER, LINGER_MS)
+        # Queue only on a live connection: the records waiting for one stay in _pending,
+        # so that those never sent are known and counted.
+        sock.setsockopt(zmq.IMMEDIATE, 1)
         if security.is_curve(config):
             role = process if process in CLIENT_ROLES else "workers"
             security.curve_client(sock, config, role)
         sock.connect(self.endpoint)
-        self._context, self._socket = context, sock
-        early, self._early = self._early, []
-        for frame in early:
-            self._send(frame)
+        self._sender = threading.Thread(
+            target=self._send_all, args=(context, sock), name="log publisher", daemon=True
+        )
+        self._sender.start()
 
     def name_run(self, run: str | None) -> None:
         """Name the run in the records from now on (a worker learns its run id from hello)."""
@@ -95,36 +104,62 @@ class Publisher(logging.Handler):
         except Exception:
             self.handleError(record)
             return
-        if self._socket is None:
-            if len(self._early) < SNDHWM:
-                self._early.append(frame)
-            else:
+        with self._wake:
+            if len(self._pending) == SNDHWM:
+                self._pending.popleft()
                 self.dropped += 1
-            return
-        self._send(frame)
+            self._pending.append(frame)
+            self._wake.notify()
 
-    def _send(self, frame: bytes) -> None:
+    def _send_all(self, context: Any, sock: Any) -> None:
+        """The sender thread: send what waits, oldest first; at a stop, LINGER_MS at most."""
         import zmq
 
-        try:
-            self._socket.send(frame, zmq.NOBLOCK)
-        except zmq.ZMQError:  # Again: the queue is full, the aggregator away that long
-            self.dropped += 1
+        deadline = None
+        while True:
+            with self._wake:
+                if not self._pending and not self._stopping:
+                    self._wake.wait()
+                if self._stopping and deadline is None:
+                    deadline = time.monotonic() + LINGER_MS / 1000
+            if deadline is not None and (not self._pending or time.monotonic() >= deadline):
+                break
+            if not self._send_some(sock, zmq.NOBLOCK):
+                sock.poll(100, zmq.POLLOUT)  # no connection, or a full queue: wait a little
+        left = 0 if deadline is None else max(deadline - time.monotonic(), 0)
+        sock.close(linger=int(left * 1000))
+        context.term()
+
+    def _send_some(self, sock: Any, flags: int) -> bool:
+        """Send waiting records until none is left (True) or ZeroMQ would wait (False)."""
+        import zmq
+
+        while True:
+            with self._wake:
+                if not self._pending:
+                    return True
+                frame = self._pending[0]
+            try:
+                sock.send(frame, flags)
+            except zmq.ZMQError:  # Again
+                return False
+            with self._wake:
+                if self._pending and self._pending[0] is frame:
+                    self._pending.popleft()
 
     def close(self) -> None:
-        """Give queued records at most LINGER_MS to go; say how many were dropped."""
-        self.acquire()
-        try:
-            if self._socket is not None:
-                self._socket.close()
-                self._context.term()
-                self._socket = self._context = None
-            dropped, self.dropped = self.dropped + len(self._early), 0
-            self._early = []
-        finally:
-            self.release()
-        if dropped:
+        """Give the waiting records at most LINGER_MS to go; say how many never went."""
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            with self._wake:
+                self._stopping = True
+                self._wake.notify()
+            sender.join(LINGER_MS / 1000 + 1.0)
+        with self._wake:
+            dropped, self.dropped = self.dropped + len(self._pending), 0
+            self._pending.clear()
+        if dropped and sender is not None:
             # Logging cannot report its own loss; this reaches the run's log file.
             sys.stderr.write(f"nowcastkit: {dropped} log records not sent to the log "
-                             f"aggregator at {self.endpoint or '(not connected)'}\n")  # fmt: skip
+                             f"aggregator at {self.endpoint}\n")  # fmt: skip
         super().close()

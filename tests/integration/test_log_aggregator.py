@@ -1,0 +1,146 @@
+"""The log aggregator with real processes on loopback: what lands in its files, and what a
+dead or restarted aggregator does to the processes that log to it (nothing)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import child_env, wait_for
+from tests.integration.log_aggregation import (
+    chatty,
+    debug_log,
+    start_aggregator,
+    use_aggregator,
+    wait_in_log,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+HOST = re.escape(os.uname().nodename)
+
+
+def test_worker_and_manager_lines_land_in_the_aggregators_files_issue_16(toy_system):
+    use_aggregator(toy_system)
+    start_aggregator(toy_system)
+    toy_system.start_broker()
+    toy_system.start_manager()
+    reply = toy_system.control({"command": "launch", "worker": "workers.sleep",
+                                "args": ["--sleep-time", "0"]})  # fmt: skip
+    assert reply["ok"], reply
+    run = reply["run"]
+    wait_in_log(toy_system, rf"^\S+ \S+ INFO \[sleep\] \[{HOST} {run}\] slept for 0 seconds$")
+    wait_in_log(toy_system, rf"INFO \[manager\] \[{HOST} -\] listening|\[manager\] \[{HOST} -\]")
+    wait_in_log(toy_system, rf"\[message_broker\] \[{HOST} -\] worker socket bound to port")
+    # The PUBHandler of the publisher schema was replaced, and said so once per process.
+    assert re.search(r"\[sleep\] .*handler zmq_pub: zmq.log.handlers.PUBHandler replaced",
+                     debug_log(toy_system))  # fmt: skip
+    info = (toy_system.folder / "nowcast.log").read_text()
+    assert "DEBUG" not in info and f"[sleep] [{os.uname().nodename} {run}] slept" in info
+    # The manager's per-run log file still has the run's own lines.
+    run_log = toy_system.folder / "runs" / f"sleep-{run}.log"
+    wait_for(lambda: "slept for 0 seconds" in run_log.read_text(), f"the line in {run_log}")
+
+
+def test_a_worker_run_by_hand_names_the_run_the_manager_gave_it(toy_system):
+    use_aggregator(toy_system)
+    start_aggregator(toy_system)
+    toy_system.start_broker()
+    toy_system.start_manager()
+    result = toy_system.run_worker("workers.sleep", "--sleep-time", "0")
+    assert result.returncode == 0, result.stderr
+    found = wait_in_log(toy_system, rf"\[sleep\] \[{HOST} ([0-9a-f-]+)\] slept for 0 seconds")
+    assert found[1] != "-"
+
+
+def test_an_aggregator_killed_and_restarted_never_blocks_or_kills_a_worker(toy_system):
+    use_aggregator(toy_system)
+    aggregator = start_aggregator(toy_system)
+    started = time.monotonic()
+    worker = chatty(toy_system, 3.0)
+    wait_in_log(toy_system, r"\[chatty\] \[\S+ run-chatty\] line 20$")
+    aggregator.popen.send_signal(signal.SIGKILL)
+    aggregator.popen.wait(5)
+    time.sleep(0.5)  # the worker logs on with no aggregator for that long
+    start_aggregator(toy_system)
+    _out, err = worker.communicate(timeout=10)
+    assert worker.returncode == 0, err
+    # 3 s of logging and at most a second's linger: the dead aggregator cost it nothing more.
+    assert time.monotonic() - started < 3.0 + 1.0 + 2.0
+    last = wait_in_log(toy_system, r"\[chatty\] \[\S+ run-chatty\] last line (\d+)$")
+    numbers = [int(n) for n in re.findall(r"\[chatty\] \S+ \S+ line (\d+)$", debug_log(toy_system),
+                                          re.MULTILINE)]  # fmt: skip
+    assert numbers and max(numbers) < int(last[1])
+
+
+def test_with_no_aggregator_at_all_a_worker_exits_within_its_linger(toy_system):
+    use_aggregator(toy_system, port=_free_port())
+    started = time.monotonic()
+    worker = chatty(toy_system, 0.2)
+    _out, err = worker.communicate(timeout=10)
+    assert worker.returncode == 0, err
+    assert time.monotonic() - started < 0.2 + 1.0 + 2.0
+    assert re.search(r"nowcastkit: \d+ log records not sent to the log aggregator at tcp://", err)
+
+
+def test_a_publisher_handler_class_that_does_not_exist_is_a_one_line_error(toy_system):
+    use_aggregator(toy_system, port=_free_port())
+    handler = toy_system.config["logging"]["publisher"]["handlers"]["zmq_pub"]
+    handler["class"] = "nowcastkit.nope.Handler"
+    toy_system.write_config()
+    result = toy_system.run_worker("workers.sleep", "--sleep-time", "0")
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"sleep: {toy_system.config_path}: logging.publisher: ")
+    assert "nowcastkit.nope" in line
+
+
+def test_bad_logging_ports_stop_the_aggregator_with_one_line(toy_system):
+    use_aggregator(toy_system)
+    toy_system.config["zmq"]["ports"]["logging"]["aggregator"] = "x"
+    toy_system.config["zmq"]["ports"]["logging"]["workers"] = [4357, {"port": 1}]
+    toy_system.write_config()
+    result = _aggregator_refused(toy_system)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line == (f"log_aggregator: {toy_system.config_path}: zmq.ports.logging.aggregator: "
+                    "got 'x', expected 0 to 65535")  # fmt: skip
+
+
+def test_the_aggregator_fails_closed_beyond_loopback_without_curve(toy_system):
+    use_aggregator(toy_system, port=_free_port())
+    toy_system.config["zmq"]["bind"] = "*"
+    toy_system.write_config()
+    result = _aggregator_refused(toy_system)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert "zmq.bind: got '*': the broker would accept anyone" in line
+
+
+def test_a_taken_aggregator_port_is_a_one_line_error(toy_system):
+    use_aggregator(toy_system)
+    start_aggregator(toy_system)
+    result = _aggregator_refused(toy_system)
+    assert result.returncode == 1
+    assert "zmq.ports.logging.aggregator: cannot bind tcp://127.0.0.1:" in debug_log(toy_system)
+
+
+def _aggregator_refused(system) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nowcastkit.log_aggregator", str(system.config_path)],
+        capture_output=True, text=True, timeout=30, cwd=system.folder, env=child_env(),
+    )  # fmt: skip
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
