@@ -4,6 +4,11 @@ Every rotating file handler of the logging config (the root logger's and the
 ``checklist`` logger's) rolls over; each new file gets the permission bits of
 the file it replaced. Long-running processes follow the rotation by
 themselves (see :mod:`nowcastkit.logs`).
+
+With ``logging.aggregator`` in the config, the aggregator's rotating files are rolled
+over too, by name: the log aggregator holds them open, and, as every long-running
+process does, reopens a file it writes once it has been renamed, so its next record
+starts the new file.
 """
 
 from __future__ import annotations
@@ -39,26 +44,65 @@ def failure(parsed_args) -> str:
 def rotate_logs(parsed_args, config, tell_manager) -> list[str]:
     """Roll over each rotating handler once; return the rotated files' paths."""
     logger.info("rotating log files")
-    rotated = []
-    for _logger, handler in file_handlers():
-        if not isinstance(handler, logging.handlers.BaseRotatingHandler):
-            continue
-        if isinstance(handler, logging.handlers.RotatingFileHandler) and not handler.backupCount:
-            logger.warning("%s: not rotated: its handler has backupCount 0", handler.baseFilename)
-            continue
-        if _is_empty(handler.baseFilename):
-            logger.info("%s: not rotated: empty", handler.baseFilename)
-            continue
-        try:
-            _roll_over(handler)
-        except OSError as err:
-            raise WorkerError(f"{handler.baseFilename}: rotation failed: {err}") from None
-        rotated.append(handler.baseFilename)
+    own = [h for _l, h in file_handlers() if isinstance(h, logging.handlers.BaseRotatingHandler)]
+    paths = {handler.baseFilename for handler in own}
+    named = [h for h in aggregator_files(config) if h.baseFilename not in paths]
+    rotated: list[str] = []
+    try:
+        for handler in own + named:
+            _rotate(handler, rotated)
+    finally:
+        for handler in named:
+            handler.close()
     if not rotated:
         logger.warning("no rotating log file handlers configured")
     for path in rotated:
         logger.info("log file rotated: %s", path)
     return rotated
+
+
+def aggregator_files(config) -> list[logging.handlers.BaseRotatingHandler]:
+    """The aggregator schema's rotating files, as handlers that have not opened them."""
+    schema = (config.get("logging") or {}).get("aggregator") or {}
+    found = []
+    for entry in (schema.get("handlers") or {}).values():
+        kind = _ROTATING.get(entry.get("class")) if isinstance(entry, dict) else None
+        if kind is None or "filename" not in entry:
+            continue
+        options = {k: entry[k] for k in _OPTIONS[kind] if k in entry}
+        found.append(kind(entry["filename"], delay=True, **options))
+    return found
+
+
+_ROTATING = {
+    "logging.handlers.RotatingFileHandler": logging.handlers.RotatingFileHandler,
+    "logging.handlers.TimedRotatingFileHandler": logging.handlers.TimedRotatingFileHandler,
+}
+_OPTIONS = {
+    logging.handlers.RotatingFileHandler: ("backupCount", "encoding"),
+    logging.handlers.TimedRotatingFileHandler: (
+        "when",
+        "interval",
+        "backupCount",
+        "encoding",
+        "utc",
+    ),
+}
+
+
+def _rotate(handler: logging.handlers.BaseRotatingHandler, rotated: list[str]) -> None:
+    """Roll *handler*'s file over, unless it is empty or keeps no backups; note it in *rotated*."""
+    if isinstance(handler, logging.handlers.RotatingFileHandler) and not handler.backupCount:
+        logger.warning("%s: not rotated: its handler has backupCount 0", handler.baseFilename)
+        return
+    if _is_empty(handler.baseFilename):
+        logger.info("%s: not rotated: empty", handler.baseFilename)
+        return
+    try:
+        _roll_over(handler)
+    except OSError as err:
+        raise WorkerError(f"{handler.baseFilename}: rotation failed: {err}") from None
+    rotated.append(handler.baseFilename)
 
 
 def _is_empty(path: str) -> bool:

@@ -27,7 +27,10 @@ def logging_section(folder: Path) -> dict:
         "handlers": {
             "info_text": rotating(folder / "nowcast.log", "INFO"),
             "debug_text": rotating(folder / "nowcast.debug.log", "DEBUG"),
+            "checklist": rotating(folder / "checklist.log", "INFO"),
         },
+        # The manager's checklist logger, as in the reference design's aggregator schema.
+        "loggers": {"checklist": {"level": "INFO", "propagate": False, "handlers": ["checklist"]}},
         "root": {"level": "DEBUG", "handlers": ["info_text", "debug_text"]},
     }
     publisher = {

@@ -11,8 +11,9 @@ import sys
 import time
 
 import pytest
+import yaml
 
-from tests.conftest import child_env, wait_for
+from tests.conftest import REPO, child_env, wait_for
 from tests.integration.log_aggregation import (
     chatty,
     debug_log,
@@ -46,6 +47,37 @@ def test_worker_and_manager_lines_land_in_the_aggregators_files_issue_16(toy_sys
     # The manager's per-run log file still has the run's own lines.
     run_log = toy_system.folder / "runs" / f"sleep-{run}.log"
     wait_for(lambda: "slept for 0 seconds" in run_log.read_text(), f"the line in {run_log}")
+
+
+def test_rotate_logs_rotates_the_aggregators_files_and_the_aggregator_follows(toy_system):
+    registry = yaml.safe_load((REPO / "nowcast.yaml").read_text())["message registry"]["workers"]
+    for name in ("rotate_logs", "clear_checklist"):
+        toy_system.config["message registry"]["workers"][name] = registry[name]
+    toy_system.write_next_workers((REPO / "example_system" / "next_workers.py").read_text())
+    use_aggregator(toy_system)
+    start_aggregator(toy_system)
+    toy_system.start_broker()
+    toy_system.start_manager()
+    folder = toy_system.folder
+    files = [folder / name for name in ("nowcast.log", "nowcast.debug.log", "checklist.log")]
+    for argv in (("workers.sleep", "--sleep-time", "0"), ("workers.clear_checklist",)):
+        assert toy_system.run_worker(*argv).returncode == 0
+    wait_for(lambda: "checklist:" in files[2].read_text(), "the checklist dump in checklist.log")
+    files[0].chmod(0o640)
+
+    result = toy_system.run_worker("workers.rotate_logs")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    assert sorted(toy_system.checklist()["log files"]) == sorted(map(str, files))
+    assert files[0].stat().st_mode & 0o777 == 0o640
+    old = [path.with_name(path.name + ".1").read_text() for path in files]
+    assert "[sleep]" in old[1] and "checklist:" in old[2]
+    # rotate_logs' own last lines, sent after the rollover, start the new files.
+    wait_in_log(toy_system, r"\[rotate_logs\] \S+ \S+ log files rotated$")
+    assert "[sleep]" not in debug_log(toy_system)
+    assert toy_system.run_worker("workers.sleep", "--sleep-time", "0").returncode == 0
+    wait_in_log(toy_system, r"\[sleep\] \S+ \S+ slept for 0 seconds$")
+    assert files[1].with_name("nowcast.debug.log.1").read_text() == old[1]
 
 
 def test_a_worker_run_by_hand_names_the_run_the_manager_gave_it(toy_system):
