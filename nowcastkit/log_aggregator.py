@@ -118,8 +118,8 @@ def _wait_for_schema(config: Config, watch: lifecycle.SignalWatch) -> bool:
     again and again.
     """
     while not isinstance((config.get("logging") or {}).get("aggregator"), dict):
-        log.warning("no logging.aggregator section in %s: nothing to aggregate; waiting "
-                    "for SIGHUP with one, or a stop", config.file)  # fmt: skip
+        log.info("no logging.aggregator section in %s: nothing to aggregate; waiting for "
+                 "a SIGHUP that brings one, or a stop", config.file)  # fmt: skip
         while not (signums := watch.take()):
             select.select([watch], [], [])  # the wake-up fd: no signal is missed
         if lifecycle.STOP & set(signums):

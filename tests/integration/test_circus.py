@@ -29,7 +29,7 @@ from tests.conftest import REPO, child_env, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
-WATCHERS = ("message_broker", "manager", "scheduler", "dashboard")
+WATCHERS = ("log_aggregator", "message_broker", "manager", "scheduler", "dashboard")
 CIRCUSCTL = str(Path(sys.executable).with_name("circusctl"))
 CIRCUSD = str(Path(sys.executable).with_name("circusd"))
 _FLOW = (REPO / "example_system" / "next_workers.py").read_text()
@@ -246,10 +246,14 @@ def test_startup_output_matches_the_tutorial(circus):
         r"DEBUG \[manager\] listening\.\.\.",
     ):
         assert re.search(line, output), f"{line!r} not in circusd output:\n{output}"
-    # Broker first: circus starts watchers in priority order.
+    # The log aggregator, then the broker: circus starts watchers in priority order.
+    assert output.index("log_aggregator started") < output.index("message_broker started")
     assert output.index("message_broker started") < output.index("manager started")
+    assert re.search(r"INFO \[log_aggregator\] no logging.aggregator section in", output)
     assert circus.ctl("status").split() == [
         "dashboard:",
+        "active",
+        "log_aggregator:",
         "active",
         "manager:",
         "active",
@@ -382,7 +386,7 @@ def test_with_zmq_ipc_circus_endpoints_live_in_the_0700_folder_too_issue_15(tmp_
         status = system.ctl("status")  # circusctl --endpoint ipc://.../run/circus.sock
         assert system.endpoint == f"ipc://{run}/circus.sock"
         assert sorted(status.split()) == sorted(
-            [*(f"{w}:" for w in (*WATCHERS, "circusd-stats")), *["active"] * 5]
+            [*(f"{w}:" for w in (*WATCHERS, "circusd-stats")), *["active"] * 6]
         )
         # circusd-stats publishes on the stats socket: a subscriber there hears from it
         with zmq.Context() as context, context.socket(zmq.SUB) as sub:

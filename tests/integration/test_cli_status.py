@@ -26,11 +26,11 @@ def test_status_under_circus_is_healthy_until_a_watcher_stops(tmp_path):
         assert result.returncode == 0, result.stdout + result.stderr
         lines = result.stdout.splitlines()
         assert lines[0] == f"circus at ipc://{tmp_path}/circus.sock:"
-        assert [line.split() for line in lines[2:6]] == [
-            ["dashboard", "active"], ["manager", "active"], ["message_broker", "active"],
-            ["scheduler", "active"],
+        assert [line.split() for line in lines[2:7]] == [
+            ["dashboard", "active"], ["log_aggregator", "active"], ["manager", "active"],
+            ["message_broker", "active"], ["scheduler", "active"],
         ]  # fmt: skip
-        assert lines[6].startswith(f"manager: answering, pid {system.pid('manager')} on ")
+        assert lines[7].startswith(f"manager: answering, pid {system.pid('manager')} on ")
         assert "workers running now: none" in lines
         today = lines[lines.index("last outcome today:") + 1 :]
         assert today[0].split() == ["WORKER", "OUTCOME", "STARTED", "FINISHED", "RUN"]
@@ -44,8 +44,8 @@ def test_status_under_circus_is_healthy_until_a_watcher_stops(tmp_path):
         report = json.loads(nowcastkit(system, "status", options=("--json",), env=env).stdout)
         assert report["healthy"] is True and report["problems"] == []
         assert report["circus"]["watchers"] == {
-            "dashboard": "active", "manager": "active", "message_broker": "active",
-            "scheduler": "active",
+            "dashboard": "active", "log_aggregator": "active", "manager": "active",
+            "message_broker": "active", "scheduler": "active",
         }  # fmt: skip
         assert report["manager"]["pid"] == system.pid("manager")
         assert report["next fires"][0]["next"].split("T")[1].startswith("05:15:00")
