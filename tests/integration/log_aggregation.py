@@ -73,7 +73,7 @@ def start_aggregator(system: System) -> Process:
     """Start the aggregator; a port of 0 becomes the one it bound, written to the config."""
     aggregator = system.spawn("log_aggregator", "-m", "nowcastkit.log_aggregator")
     ports = system.config["zmq"]["ports"]["logging"]
-    if not ports["aggregator"]:
+    if not ports["aggregator"] and system.config["zmq"].get("transport") != "ipc":
         bound = wait_in_log(system, r"aggregator socket bound to port (\d+)")
         ports["aggregator"] = int(bound[1])
         system.write_config()

@@ -13,6 +13,7 @@ import time
 import pytest
 import yaml
 
+from nowcastkit import keys
 from tests.conftest import REPO, child_env, wait_for
 from tests.integration.log_aggregation import (
     chatty,
@@ -21,6 +22,7 @@ from tests.integration.log_aggregation import (
     use_aggregator,
     wait_in_log,
 )
+from tests.remote_runs import chain_across
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -176,3 +178,61 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_a_worker_over_ssh_publishes_to_the_aggregator_issue_12(toy_system, sshd):
+    use_aggregator(toy_system)
+    start_aggregator(toy_system)
+    runs = chain_across(toy_system, "far", {"ssh host": "127.0.0.1", "ssh options": sshd.options})
+    _awaken, sleep = runs
+    assert sleep["host"] == "far"
+    # The remote run read the host's config file (this one): the broker's host, the
+    # aggregator's port; its run id came from the launch, in NOWCASTKIT_RUN_ID.
+    wait_in_log(toy_system, rf"\[sleep\] \[{HOST} {sleep['run']}\] slept for 0 seconds$")
+    remote_log = toy_system.folder / "remote runs" / f"{sleep['run']}.log"
+    assert "[sleep] slept for 0 seconds" in remote_log.read_text()
+
+
+def test_with_ipc_the_aggregator_listens_in_the_ipc_folder(toy_system):
+    folder = toy_system.folder / "sockets"
+    toy_system.config["zmq"]["transport"] = "ipc"
+    toy_system.config["zmq"]["ipc folder"] = str(folder)
+    use_aggregator(toy_system, port=0)
+    start_aggregator(toy_system)
+    wait_in_log(
+        toy_system, rf"aggregator socket bound to ipc://{re.escape(str(folder))}/logging\.sock$"
+    )
+    worker = chatty(toy_system, 0.1)
+    _out, err = worker.communicate(timeout=10)
+    assert worker.returncode == 0, err
+    wait_in_log(toy_system, r"\[chatty\] \[\S+ run-chatty\] last line \d+$")
+    assert [p.name for p in folder.iterdir()] == ["logging.sock"]
+
+
+def test_beyond_loopback_with_curve_only_allowed_keys_get_their_lines_in(toy_system):
+    folder = toy_system.folder / "keys"
+    clients = {"manager": "manager", "scheduler": "scheduler", "cli": "ops", "workers": "host1"}
+    for name in ("broker", "stranger", *clients.values()):
+        keys.generate(folder, name)
+    for name in clients.values():
+        keys.allow(folder / "allowed", folder / f"{name}.key")
+    toy_system.config["zmq"].update(bind="*", curve={"keys": "keys", "broker": "broker",
+                                                     "clients": clients})  # fmt: skip
+    use_aggregator(toy_system)
+    aggregator = start_aggregator(toy_system)
+    wait_in_log(toy_system, r"\[log_aggregator\] \[\S+ -\] CURVE on: 4 allowed keys in ")
+    worker = chatty(toy_system, 0.1)
+    assert worker.wait(10) == 0, worker.stderr.read()
+    wait_in_log(toy_system, r"\[chatty\] \[\S+ run-chatty\] last line \d+$")
+
+    toy_system.config["zmq"]["curve"]["clients"]["workers"] = "stranger"
+    toy_system.write_config()
+    started = time.monotonic()
+    stranger = chatty(toy_system, 0.1)
+    _out, err = stranger.communicate(timeout=10)
+    assert stranger.returncode == 0, err
+    assert time.monotonic() - started < 0.1 + 1.0 + 2.0
+    wait_in_log(toy_system, r"handshake rejected from 127\.0\.0\.1.*: key not allowed")
+    assert re.search(r"nowcastkit: \d+ log records not sent to the log aggregator", err)
+    assert debug_log(toy_system).count("last line") == 1
+    assert aggregator.popen.poll() is None
