@@ -121,3 +121,30 @@ def test_with_ipc_the_aggregator_is_a_socket_in_the_ipc_folder(tmp_path):
     config = Config(data, tmp_path / "nowcast.yaml")
     assert endpoints.aggregator_endpoint(config, bind=True) == f"ipc://{tmp_path}/s/logging.sock"
     assert endpoints.aggregator_endpoint(config) == f"ipc://{tmp_path}/s/logging.sock"
+
+
+def test_a_publisher_with_no_aggregator_keeps_the_newest_records_and_counts_the_rest(
+    tmp_path, capfd
+):
+    import socket
+    import time
+
+    from nowcastkit.log_publisher import LINGER_MS, SNDHWM, Publisher
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data, _ = config_with(tmp_path, {"logging": {"aggregator": port}}, host="127.0.0.1")
+    handler = Publisher()
+    handler.start(Config(data, tmp_path / "nowcast.yaml"), "sleep", "4f1c")
+    started = time.monotonic()
+    for n in range(SNDHWM + 500):
+        handler.handle(logging.makeLogRecord({"name": "sleep", "msg": f"line {n}", "levelno": 20}))
+    assert time.monotonic() - started < 2.0  # never waits for the aggregator
+    assert len(handler._pending) == SNDHWM
+    assert b'"line 500"' in handler._pending[0]  # the oldest went first
+    handler.close()
+    assert time.monotonic() - started < LINGER_MS / 1000 + 2.0
+    err = capfd.readouterr().err
+    assert err == f"nowcastkit: {SNDHWM + 500} log records not sent to the log aggregator at " \
+        f"tcp://127.0.0.1:{port}\n"  # fmt: skip
