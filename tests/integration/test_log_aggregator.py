@@ -236,3 +236,14 @@ def test_beyond_loopback_with_curve_only_allowed_keys_get_their_lines_in(toy_sys
     assert re.search(r"nowcastkit: \d+ log records not sent to the log aggregator", err)
     assert debug_log(toy_system).count("last line") == 1
     assert aggregator.popen.poll() is None
+
+
+@pytest.mark.timeout(120)
+def test_a_slurm_job_publishes_to_the_aggregator_issue_12(slurm, toy_system):
+    use_aggregator(toy_system)
+    start_aggregator(toy_system)
+    _awaken, sleep = chain_across(toy_system, "hpc", {"launcher": "slurm"})
+    assert sleep["host"] == "hpc" and isinstance(sleep["job id"], int)
+    wait_in_log(toy_system, rf"\[sleep\] \[{HOST} {sleep['run']}\] slept for 0 seconds$")
+    job_log = toy_system.folder / "remote runs" / f"sleep-{sleep['run']}.log"
+    assert "[sleep] slept for 0 seconds" in job_log.read_text()
