@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from circus.client import CircusClient
@@ -75,6 +76,9 @@ def test_sighup_reloads_the_aggregator_under_circus(tmp_path):
         assert circus.pid("log_aggregator") == pid
         circus.quit()
     finally:
+        if popen.poll() is None:  # a failure above: remember every process circus started
+            for child in psutil.Process(popen.pid).children(recursive=True):
+                circus.seen.setdefault(child.pid, child)
         _kill_leftovers(circus)
 
 
