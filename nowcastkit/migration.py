@@ -131,7 +131,9 @@ def logging_port_pools(ports: Any) -> list[str]:
     return [str(key) for key in ports if key != "aggregator"]
 
 
-_NOT_TYPES = frozenset(("checklist key", "timeout", "retry"))
+#: A registry entry's keys that are not message types, and the types a worker sends in the
+#: middle of its run, which the manager answers itself: no ``after_<worker>`` sees them.
+_NOT_TYPES = frozenset(("checklist key", "timeout", "retry", "hello", "need", "clear checklist"))
 
 
 def _imported(node: ast.AST) -> list[str]:

@@ -4,12 +4,18 @@ runs nowcastkit's built-ins for the reference design's own workers."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import NEXT_WORKERS, REPO, child_env, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -68,7 +74,7 @@ def notes(folder: Path, package: str, moved: int = 0) -> list[str]:
     built_ins = [
         f'note: {folder}/nowcast/next_workers.py: line {line + moved}: NextWorker("{package}.'
         f"workers.{worker}\"): runs as workers.{worker}, nowcastkit's built-in"
-        for line, worker in ((31, "clear_checklist"), (41, "clear_checklist"), (51, "rotate_logs"))
+        for line, worker in ((31, "clear_checklist"), (54, "rotate_logs"))
     ]
     return pools + built_ins
 
@@ -126,3 +132,130 @@ def test_the_manager_runs_the_built_in_for_the_reference_designs_own_worker(toy_
     assert manager.output().count(said) == 1
     wait_for(lambda: manager.output().count("received message from awaken: (success)") == 2,
              "both awaken runs reporting success")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_migrated_system_runs_its_day_under_circus_logging_through_the_aggregator(system):
+    """Broker, manager and log aggregator under circusd; the forcing server fails once; the
+    day's chain ends with rotate_logs, and every worker's lines are in the rotated files."""
+    rewrite_imports(system)
+    add_missing_failure(system)
+    logs = system / "logs"
+    logs.mkdir()
+    config = yaml.safe_load((system / "nowcast.yaml").read_text())
+    names = ("manager", "workers", "control", "monitor", "aggregator")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    config["zmq"]["ports"].update({k: v for k, v in ports.items() if k != "aggregator"})
+    config["zmq"]["ports"]["logging"]["aggregator"] = ports["aggregator"]
+    with forcing_server() as url:
+        config["forcing"]["url"] = url + "/forcing/{date}.nc"
+        (system / "nowcast.yaml").write_text(yaml.safe_dump(config))
+        ini = system / "circus.ini"
+        ini.write_text(CIRCUS_INI.format(folder=system, python=sys.executable))
+        environ = env(system) | {"PYTHONPATH": f"{system}{os.pathsep}{REPO}"}
+        circusd = subprocess.Popen(
+            [str(Path(sys.executable).with_name("circusd")), str(ini)], cwd=system,
+            stdout=(system / "circusd.log").open("wb"), stderr=subprocess.STDOUT,
+            env=environ, start_new_session=True,
+        )  # fmt: skip
+        try:
+            ready = "[manager] listening..."
+            wait_for(lambda: ready in _text(logs / "nowcast.debug.log"), "the manager", 30)
+            launch = subprocess.run(
+                [sys.executable, "-m", "nowcastkit.cli", "launch", "nowcast.yaml",
+                 "nowcast.workers.download_forcing", "--run-date", "2026-12-01"],
+                cwd=system, capture_output=True, text=True, timeout=30, env=environ,
+            )  # fmt: skip
+            assert launch.returncode == 0, launch.stdout + launch.stderr
+            rotated = logs / "nowcast.debug.log.1"
+            wait_for(lambda: "[rotate_logs] log file rotated" in _text(logs / "nowcast.log"),
+                     "the chain's end: rotate_logs", 60)  # fmt: skip
+        finally:
+            subprocess.run([str(Path(sys.executable).with_name("circusctl")), "--endpoint",
+                            f"ipc://{system}/circus.sock", "quit"],
+                           timeout=30, capture_output=True, env=environ)  # fmt: skip
+            circusd.wait(30)
+    day = _text(rotated)
+    for line in ("; retry 1 in 2s", "[download_forcing] 2026-12-01 forcing "
+                 "downloaded", "[make_plots] forcing plots for 2026-12-01 made",
+                 "[make_feeds] feed for 2026-12-01 made", "[clear_checklist]",
+                 "[manager] launching workers.clear_checklist worker",
+                 "launching workers.rotate_logs for nowcastkit.workers.rotate_logs"):  # fmt: skip
+        assert line in day, line
+    assert (logs / "forcing" / "forcing_20261201.nc").read_bytes() == b"CDF\x01forcing"
+    assert (logs / "figures" / "forcing_20261201.svg").exists()
+
+
+CIRCUS_INI = """\
+[circus]
+endpoint = ipc://{folder}/circus.sock
+pubsub_endpoint = ipc://{folder}/circus-pubsub.sock
+check_delay = 0.2
+
+[watcher:log_aggregator]
+cmd = {python}
+args = -m nowcastkit.log_aggregator nowcast.yaml
+copy_env = True
+singleton = True
+send_hup = True
+priority = 4
+
+[watcher:message_broker]
+cmd = {python}
+args = -m nowcastkit.message_broker nowcast.yaml
+copy_env = True
+singleton = True
+priority = 3
+
+[watcher:manager]
+cmd = {python}
+args = -m nowcastkit.manager nowcast.yaml
+copy_env = True
+singleton = True
+priority = 2
+"""
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+@contextlib.contextmanager
+def forcing_server():
+    """A forcing server on loopback that answers 503 once, then every file."""
+    asked = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            if len(asked) == 1:
+                self.send_error(503)
+                return
+            body = b"CDF\x01forcing"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()

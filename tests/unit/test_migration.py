@@ -99,7 +99,8 @@ def after_upload(msg, config, checklist):
 REGISTRY = {
     "download": {"checklist key": "forcing", "success": "ok", "failure": "bad", "crash": "x",
                  "timeout": 60},
-    "plot": {"success": "ok", "failure": "bad", "crash": "x"},
+    # Sent mid-run and answered by the manager itself: no after_plot sees them.
+    "plot": {"success": "ok", "failure": "bad", "crash": "x", "need": "n", "clear checklist": "c"},
     "feed": {"success": "ok", "failure": "bad", "crash": "x"},
     "upload": {"success": "ok"},
 }  # fmt: skip
