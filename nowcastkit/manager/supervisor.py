@@ -129,8 +129,7 @@ class Supervisor:
             return worker
         if worker.module not in self.stood_in:
             self.stood_in.add(worker.module)
-            log.info("%s is not installed: launching %s for %s",
-                     migration.REFERENCE_PACKAGE, module, worker.module)  # fmt: skip
+            log.info("launching %s, nowcastkit's built-in, for %s", module, worker.module)
         return attrs.evolve(worker, module=module)
 
     def launcher_for(self, host: str) -> Launcher:

@@ -128,7 +128,7 @@ def test_the_manager_runs_the_built_in_for_the_reference_designs_own_worker(toy_
         assert toy_system.send("sleep", "success")["type"] == "ack"
     launched = "launching workers.awaken worker on localhost"
     wait_for(lambda: manager.output().count(launched) == 2, "two awaken launches")
-    said = "nemo_nowcast is not installed: launching workers.awaken for nemo_nowcast.workers.awaken"
+    said = "launching workers.awaken, nowcastkit's built-in, for nemo_nowcast.workers.awaken"
     assert manager.output().count(said) == 1
     wait_for(lambda: manager.output().count("received message from awaken: (success)") == 2,
              "both awaken runs reporting success")  # fmt: skip
@@ -180,7 +180,8 @@ def test_the_migrated_system_runs_its_day_under_circus_logging_through_the_aggre
                  "downloaded", "[make_plots] forcing plots for 2026-12-01 made",
                  "[make_feeds] feed for 2026-12-01 made", "[clear_checklist]",
                  "[manager] launching workers.clear_checklist worker",
-                 "launching workers.rotate_logs for nowcastkit.workers.rotate_logs"):  # fmt: skip
+                 "launching workers.rotate_logs, nowcastkit's built-in, for nowcastkit.workers."
+                 "rotate_logs"):  # fmt: skip
         assert line in day, line
     assert (logs / "forcing" / "forcing_20261201.nc").read_bytes() == b"CDF\x01forcing"
     assert (logs / "figures" / "forcing_20261201.svg").exists()
