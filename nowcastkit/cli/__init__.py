@@ -26,17 +26,28 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from nowcastkit.errors import NowcastkitError
-from nowcastkit.worker_cli import CommandLineInterface
 
-# The worker command line, importable from here as it was in the reference design.
+# CommandLineInterface is the worker's command line (nowcastkit.worker_cli), reachable here
+# because code written for the reference design finds it at nemo_nowcast.cli.
 __all__ = ["CommandLineInterface", "config_argument", "main"]
 
 _SUBCOMMANDS = (
     "status", "monitor", "checklist", "history", "logs", "launch", "cancel", "timeline",
     "validate", "alert", "dashboard", "keys",
 )  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    """``nowcastkit.cli.CommandLineInterface``, imported only when asked for, so that the
+    operator's command does not load the worker's."""
+    if name == "CommandLineInterface":
+        from nowcastkit.worker_cli import CommandLineInterface
+
+        return CommandLineInterface
+    raise AttributeError(f"module 'nowcastkit.cli' has no attribute {name!r}")
 
 
 def config_argument(parser: argparse.ArgumentParser) -> None:

@@ -4,6 +4,8 @@ reference design: pure functions over module strings and syntax trees."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -131,3 +133,23 @@ def test_a_workers_own_options_follow_config_file_and_debug_in_its_parser():
     bare.build_parser()
     assert [action.dest for action in bare.parser._actions] == ["help", "config_file"]
     assert bare.arrow_date is nowcastkit.CommandLineInterface.arrow_date
+
+
+def test_the_operators_command_package_gives_the_workers_command_line_when_asked():
+    """``nemo_nowcast.cli.CommandLineInterface`` becomes ``nowcastkit.cli``'s after the
+    rewrite; the operator's command does not load it to start."""
+    check = (
+        "import sys, nowcastkit.cli\n"
+        "print('nowcastkit.worker_cli' in sys.modules)\n"
+        "from nowcastkit.cli import CommandLineInterface\n"
+        "from nowcastkit.worker_cli import CommandLineInterface as WorkerCLI\n"
+        "print(CommandLineInterface is WorkerCLI)\n"
+        "print(CommandLineInterface.arrow_date('2026-12-01').format('YYYY-MM-DD'))\n"
+        "print(CommandLineInterface('x').arrow_date('2026-12-02').format('YYYY-MM-DD'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout.split() == ["False", "True", "2026-12-01", "2026-12-02"]
+    with pytest.raises(AttributeError, match=r"nowcastkit\.cli' has no attribute 'Nothing'"):
+        nowcastkit.cli.Nothing  # noqa: B018
