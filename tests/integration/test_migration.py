@@ -260,3 +260,89 @@ def forcing_server():
     finally:
         server.shutdown()
         server.server_close()
+SMALL_FLOW = """\
+from nemo_nowcast import NextWorker
+
+
+def after_download(msg, config, checklist):
+    actions = {
+        "crash": None,
+        "success": [NextWorker("nowcast.workers.plot")],
+    }
+    return actions[msg.type]
+
+
+def after_plot(msg, config, checklist):
+    actions = {
+        "crash": None,
+        "failure": [],
+        "success": [NextWorker("nemo_nowcast.workers.clear_checklist")],
+    }
+    return actions[msg.type]
+"""
+SMALL_WORKER = """\
+import nemo_nowcast.worker
+from nemo_nowcast import NowcastWorker
+"""
+
+
+def small_system(folder: Path, flow: str = SMALL_FLOW, pools: bool = True) -> None:
+    """A reference-design system in a few lines: *flow* as its next workers module, one
+    worker module of its own, and per-process logging ports when *pools*."""
+    (folder / "nowcast" / "workers").mkdir(parents=True)
+    for package in ("nowcast", "nowcast/workers"):
+        (folder / package / "__init__.py").write_text("")
+    (folder / "nowcast" / "next_workers.py").write_text(flow)
+    (folder / "nowcast" / "workers" / "plot.py").write_text(SMALL_WORKER)
+    types = {"success": "done", "failure": "failed", "crash": "crashed"}
+    ports = {"manager": 0, "workers": 0}
+    if pools:
+        ports["logging"] = {"manager": 4345, "workers": [4350, 4351]}
+    config = {
+        "checklist file": str(folder / "nowcast_checklist.yaml"),
+        "python": sys.executable,
+        "logging": {"version": 1},
+        "zmq": {"host": "localhost", "ports": ports},
+        "message registry": {
+            "next workers module": "nowcast.next_workers",
+            "manager": {"ack": "ok"},
+            "workers": {name: dict(types) for name in ("download", "plot", "publish")},
+        },
+    }
+    (folder / "nowcast.yaml").write_text(yaml.safe_dump(config))
+
+
+def test_validate_names_each_change_a_line_each_in_a_small_unmigrated_system(tmp_path):
+    small_system(tmp_path)
+    result = validate(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    flow, yml = tmp_path / "nowcast" / "next_workers.py", tmp_path / "nowcast.yaml"
+    worker = tmp_path / "nowcast" / "workers" / "plot.py"
+    assert result.stdout.splitlines() == [
+        f"{flow}: line 1: imports nemo_nowcast: import it from nowcastkit",
+        f"{worker}: line 1: imports nemo_nowcast.worker: import it from nowcastkit",
+        f"{worker}: line 2: imports nemo_nowcast: import it from nowcastkit",
+        f"{yml}: message registry.workers.publish: no after_publish function in {flow}",
+        f"{flow}: line 5: after_download: actions[msg.type] has no 'failure': a KeyError in "
+        "the manager for a registered message type",
+        f"note: {yml}: zmq.ports.logging.manager: not used: the log aggregator binds one port "
+        "(zmq.ports.logging.aggregator) that every process connects to; remove it when you like",
+        f"note: {yml}: zmq.ports.logging.workers: not used: the log aggregator binds one port "
+        "(zmq.ports.logging.aggregator) that every process connects to; remove it when you like",
+        f'note: {flow}: line 16: NextWorker("nemo_nowcast.workers.clear_checklist"): runs as '
+        "workers.clear_checklist, nowcastkit's built-in",
+        "nowcast.yaml: 5 problems",
+    ]
+
+
+def test_validate_exits_0_when_only_notes_remain(tmp_path):
+    gap = '"crash": None,\n        "success"'
+    fixed = SMALL_FLOW.replace(gap, gap.replace('"success"', '"failure": [],\n        "success"'))
+    fixed += "\n\ndef after_publish(msg, config, checklist):\n    return []\n"
+    small_system(tmp_path, fixed.replace("from nemo_nowcast", "from nowcastkit"))
+    (tmp_path / "nowcast/workers/plot.py").write_text("from nowcastkit import NowcastWorker\n")
+    result = validate(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "nowcast.yaml: valid"
+    assert len(lines) == 4 and all(line.startswith("note: ") for line in lines[:-1]), lines
