@@ -15,15 +15,17 @@ from __future__ import annotations
 import ast
 import copy
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
 __all__ = [
+    "BUILT_IN_TYPES",
     "BUILT_IN_WORKERS",
     "REFERENCE_PACKAGE",
     "Finding",
+    "built_in_gaps",
     "dispatch_gaps",
     "logging_port_pools",
     "reference_imports",
@@ -36,6 +38,10 @@ __all__ = [
 REFERENCE_PACKAGE = "nemo_nowcast"
 #: The reference design's workers that nowcastkit has built in, by the same names.
 BUILT_IN_WORKERS = ("awaken", "clear_checklist", "rotate_logs", "sleep")
+#: The message types each built-in worker sends (the reference design's send the same):
+#: its registry entry needs each, or the worker cannot report.
+BUILT_IN_TYPES = {name: ("success", "failure", "crash") for name in BUILT_IN_WORKERS}
+BUILT_IN_TYPES["clear_checklist"] += ("clear checklist",)
 
 
 def stand_in(module: str, installed: bool) -> str | None:
@@ -123,6 +129,22 @@ def dispatch_gaps(tree: ast.Module, registry: Mapping[str, Any]) -> list[Finding
     return found
 
 
+def built_in_gaps(modules: Iterable[str], workers: Mapping[str, Any]) -> dict[str, str]:
+    """For each built-in worker among *modules* (``workers.X``, ``nowcastkit.workers.X``,
+    ``nemo_nowcast.workers.X``) what its ``message registry.workers`` entry lacks, by name."""
+    found = {}
+    for module in modules:
+        package, _, name = module.rpartition(".")
+        if name not in BUILT_IN_WORKERS or package not in _BUILT_IN_PACKAGES or name in found:
+            continue
+        entry = workers.get(name)  # an unregistered one is a problem of its own
+        if isinstance(entry, Mapping) and (missing := [t for t in BUILT_IN_TYPES[name]
+                                                       if t not in entry]):  # fmt: skip
+            found[name] = (f"no {', '.join(map(repr, missing))} message type, which the "
+                           f"built-in {name} worker sends")  # fmt: skip
+    return found
+
+
 def logging_port_pools(ports: Any) -> list[str]:
     """The keys of ``zmq.ports.logging`` that name the reference design's per-process
     ports and pools, which nowcastkit does not use (its aggregator binds one port)."""
@@ -131,8 +153,8 @@ def logging_port_pools(ports: Any) -> list[str]:
     return [str(key) for key in ports if key != "aggregator"]
 
 
-#: A registry entry's keys that are not message types, and the types a worker sends in the
-#: middle of its run, which the manager answers itself: no ``after_<worker>`` sees them.
+_BUILT_IN_PACKAGES = frozenset(("workers", "nowcastkit.workers", f"{REFERENCE_PACKAGE}.workers"))
+#: Registry keys no after_<worker> sees: settings, and the types the manager answers itself.
 _NOT_TYPES = frozenset(("checklist key", "timeout", "retry", "hello", "need", "clear checklist"))
 
 

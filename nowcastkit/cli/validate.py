@@ -14,8 +14,9 @@ and every bad ``deadlines`` entry (a bad time, an unknown time zone, worker or d
 and a bad ``dashboard`` setting (an address beyond loopback without ``insecure``).
 For a system written for the reference design it lists what is still to change:
 each import line naming ``nemo_nowcast`` (in the next workers module's package and the
-worker modules it names), and each ``after_<worker>`` dispatch dict lacking a registered
-message type; and notes what needs no change: its own workers named as module
+worker modules it names), each ``after_<worker>`` dispatch dict lacking a registered
+message type, and each built-in worker the flow runs whose registry entry lacks a type it
+sends (``clear checklist``); and notes what needs no change: its own workers named as module
 strings (run as nowcastkit's built-ins) and ``zmq.ports.logging`` port pools.
 Exit status 0 when valid (notes alone included), 1 when not (a config file that cannot be read
 included); 2 for a usage error, such as a --payload that is not YAML.
@@ -123,6 +124,7 @@ def problems(path: Path) -> tuple[list[ConfigError], Config | None, Flow | None]
         found += _flow_problems(config, flow)
         found += _dispatch_problems(flow.source, tree, registry["workers"])
     found += _schedule_problems(config, registry["workers"])
+    found += _built_in_problems(config, flow, registry["workers"])
     return found, config, flow
 
 
@@ -147,13 +149,25 @@ def _flow_problems(config: Config, flow: Flow) -> list[ConfigError]:
             found.append(Note(flow.source, key, f"runs as {stand_in}, nowcastkit's built-in"))
         elif not _importable(module):
             found.append(ConfigError(flow.source, key, "worker module cannot be found"))
-        else:
-            if (path := _module_file(module)) not in _package_files(flow.source, flow.module_name):
-                found += _import_problems(path, None)
-            if module.rpartition(".")[2] not in registered:
-                found.append(ConfigError(flow.source, key, f"worker {module.rpartition('.')[2]!r} "
-                                         "is not in message registry.workers"))  # fmt: skip
+            continue
+        elif (path := _module_file(module)) not in _package_files(flow.source, flow.module_name):
+            found += _import_problems(path, None)
+        if module.rpartition(".")[2] not in registered:
+            found.append(ConfigError(flow.source, key, f"worker {module.rpartition('.')[2]!r} "
+                                     "is not in message registry.workers"))  # fmt: skip
     return found
+
+
+def _built_in_problems(config: Config, flow: Flow | None, registered: dict) -> list[ConfigError]:
+    """A built-in worker the flow or the schedule runs, without the message types it sends."""
+    entries = config.get("scheduled workers")
+    modules = [str(m) for e in entries if isinstance(e, dict) for m in e] if isinstance(
+        entries, list) else []  # fmt: skip
+    modules += [module for _, module in _named_workers(flow.source if flow else None)]
+    return [
+        ConfigError(config.file, f"message registry.workers.{name}", problem)
+        for name, problem in migration.built_in_gaps(modules, registered).items()
+    ]
 
 
 def _logging_port_notes(config: Config) -> list[Note]:
@@ -246,7 +260,8 @@ def _schedule_problems(config: Config, registered: dict | None) -> list[ConfigEr
                 found.append(Note(config.file, key, f"runs as {stand_in}, nowcastkit's built-in"))
             elif not _importable(str(module)):
                 found.append(ConfigError(config.file, key, "worker module cannot be found"))
-            elif (
+                continue
+            if (
                 registered is not None
                 and (name := str(module).rpartition(".")[2]) not in registered
             ):

@@ -286,18 +286,20 @@ from nemo_nowcast import NowcastWorker
 """
 
 
-def small_system(folder: Path, flow: str = SMALL_FLOW, pools: bool = True) -> None:
+def small_system(folder: Path, flow: str = SMALL_FLOW, built_in: dict | None = None) -> None:
     """A reference-design system in a few lines: *flow* as its next workers module, one
-    worker module of its own, and per-process logging ports when *pools*."""
+    worker module of its own, per-process logging ports, and *built_in* as the registry's
+    clear_checklist entry (none by default)."""
     (folder / "nowcast" / "workers").mkdir(parents=True)
     for package in ("nowcast", "nowcast/workers"):
         (folder / package / "__init__.py").write_text("")
     (folder / "nowcast" / "next_workers.py").write_text(flow)
     (folder / "nowcast" / "workers" / "plot.py").write_text(SMALL_WORKER)
     types = {"success": "done", "failure": "failed", "crash": "crashed"}
-    ports = {"manager": 0, "workers": 0}
-    if pools:
-        ports["logging"] = {"manager": 4345, "workers": [4350, 4351]}
+    ports = {"manager": 0, "workers": 0, "logging": {"manager": 4345, "workers": [4350, 4351]}}
+    workers = {name: dict(types) for name in ("download", "plot", "publish")}
+    if built_in is not None:
+        workers["clear_checklist"] = built_in
     config = {
         "checklist file": str(folder / "nowcast_checklist.yaml"),
         "python": sys.executable,
@@ -306,7 +308,7 @@ def small_system(folder: Path, flow: str = SMALL_FLOW, pools: bool = True) -> No
         "message registry": {
             "next workers module": "nowcast.next_workers",
             "manager": {"ack": "ok"},
-            "workers": {name: dict(types) for name in ("download", "plot", "publish")},
+            "workers": workers,
         },
     }
     (folder / "nowcast.yaml").write_text(yaml.safe_dump(config))
@@ -323,6 +325,8 @@ def test_validate_names_each_change_a_line_each_in_a_small_unmigrated_system(tmp
         f"{worker}: line 1: imports nemo_nowcast.worker: import it from nowcastkit",
         f"{worker}: line 2: imports nemo_nowcast: import it from nowcastkit",
         f"{yml}: message registry.workers.publish: no after_publish function in {flow}",
+        f'{flow}: line 16: NextWorker("nemo_nowcast.workers.clear_checklist"): worker '
+        "'clear_checklist' is not in message registry.workers",
         f"{flow}: line 5: after_download: actions[msg.type] has no 'failure': a KeyError in "
         "the manager for a registered message type",
         f"note: {yml}: zmq.ports.logging.manager: not used: the log aggregator binds one port "
@@ -331,18 +335,33 @@ def test_validate_names_each_change_a_line_each_in_a_small_unmigrated_system(tmp
         "(zmq.ports.logging.aggregator) that every process connects to; remove it when you like",
         f'note: {flow}: line 16: NextWorker("nemo_nowcast.workers.clear_checklist"): runs as '
         "workers.clear_checklist, nowcastkit's built-in",
-        "nowcast.yaml: 5 problems",
+        "nowcast.yaml: 6 problems",
     ]
 
 
 def test_validate_exits_0_when_only_notes_remain(tmp_path):
     gap = '"crash": None,\n        "success"'
     fixed = SMALL_FLOW.replace(gap, gap.replace('"success"', '"failure": [],\n        "success"'))
-    fixed += "\n\ndef after_publish(msg, config, checklist):\n    return []\n"
-    small_system(tmp_path, fixed.replace("from nemo_nowcast", "from nowcastkit"))
+    for name in ("publish", "clear_checklist"):
+        fixed += f"\n\ndef after_{name}(msg, config, checklist):\n    return []\n"
+    built_in = {"success": "cleared", "failure": "not cleared", "crash": "crashed",
+                "clear checklist": "clear it"}  # fmt: skip
+    small_system(tmp_path, fixed.replace("from nemo_nowcast", "from nowcastkit"), built_in)
     (tmp_path / "nowcast/workers/plot.py").write_text("from nowcastkit import NowcastWorker\n")
     result = validate(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[-1] == "nowcast.yaml: valid"
     assert len(lines) == 4 and all(line.startswith("note: ") for line in lines[:-1]), lines
+
+
+def test_a_built_in_the_flow_runs_needs_the_message_types_it_sends(tmp_path):
+    """The clear_checklist worker asks with a 'clear checklist' message, the reference
+    design's as nowcastkit's: without it in the registry, it crashes every run."""
+    small_system(tmp_path, built_in={"success": "cleared", "failure": "no", "crash": "crashed"})
+    result = validate(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        f"{tmp_path / 'nowcast.yaml'}: message registry.workers.clear_checklist: no 'clear "
+        "checklist' message type, which the built-in clear_checklist worker sends"
+    ) in result.stdout.splitlines()

@@ -116,6 +116,26 @@ def test_dispatch_gaps_name_the_function_the_dict_and_each_missing_type():
     ]  # fmt: skip
 
 
+def test_built_in_gaps_are_the_types_a_built_in_sends_that_its_entry_lacks():
+    modules = [
+        "nemo_nowcast.workers.clear_checklist",
+        "nowcastkit.workers.clear_checklist",
+        "workers.rotate_logs",
+        "nowcast.workers.clear_checklist",  # the system's own worker of that name
+        "workers.sleep",  # not registered: a problem of its own
+    ]
+    workers = {
+        "clear_checklist": {"success": "ok", "failure": "bad", "crash": "x"},
+        "rotate_logs": {"success": "ok", "failure": "bad", "crash": "x"},
+    }
+    assert migration.built_in_gaps(modules, workers) == {
+        "clear_checklist": "no 'clear checklist' message type, which the built-in "
+        "clear_checklist worker sends",
+    }
+    workers["clear_checklist"]["clear checklist"] = "clear it"
+    assert migration.built_in_gaps(modules[:4], workers) == {}
+
+
 def test_logging_port_pools_are_every_key_but_the_aggregators():
     ports = {"message_broker": 4345, "workers": [4350, 4351], "aggregator": 4349}
     assert migration.logging_port_pools(ports) == ["message_broker", "workers"]
