@@ -116,11 +116,22 @@ def test_after_the_documented_rewrite_only_notes_remain_and_its_own_tests_pass(s
     assert "10 passed" in suite.stdout
 
 
-def test_the_manager_runs_the_built_in_for_the_reference_designs_own_worker(toy_system):
+@pytest.mark.parametrize(
+    ("module", "said"),
+    [
+        ("nemo_nowcast.workers.awaken",
+         "launching workers.awaken, nowcastkit's built-in, for nemo_nowcast.workers.awaken"),
+        ("nowcastkit.workers.awaken",  # the same string after the documented rewrite
+         "launching workers.awaken, nowcastkit's built-in, for nowcastkit.workers.awaken"),
+    ],
+)  # fmt: skip
+def test_the_manager_runs_the_built_in_for_the_reference_designs_own_worker(
+    toy_system, module, said
+):
     toy_system.write_next_workers(NEXT_WORKERS.replace(
         'def after_sleep(msg, config, checklist):\n    return []',
         'def after_sleep(msg, config, checklist):\n'
-        '    return [NextWorker("nemo_nowcast.workers.awaken")]',
+        f'    return [NextWorker("{module}")]',
     ))  # fmt: skip
     toy_system.start_broker()
     manager = toy_system.start_manager()
@@ -128,7 +139,6 @@ def test_the_manager_runs_the_built_in_for_the_reference_designs_own_worker(toy_
         assert toy_system.send("sleep", "success")["type"] == "ack"
     launched = "launching workers.awaken worker on localhost"
     wait_for(lambda: manager.output().count(launched) == 2, "two awaken launches")
-    said = "launching workers.awaken, nowcastkit's built-in, for nemo_nowcast.workers.awaken"
     assert manager.output().count(said) == 1
     wait_for(lambda: manager.output().count("received message from awaken: (success)") == 2,
              "both awaken runs reporting success")  # fmt: skip
