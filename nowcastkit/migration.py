@@ -105,7 +105,9 @@ def translated(tree: ast.Module) -> ast.Module:
 
 def dispatch_gaps(tree: ast.Module, registry: Mapping[str, Any]) -> list[Finding]:
     """Registered message types missing from the literal dict an ``after_<worker>`` looks its
-    result up in (``return actions[msg.type]``): each would be a KeyError in the manager."""
+    result up in (``return actions[msg.type]``): each would be a KeyError in the manager.
+    Keys set later by a literal (``actions["success"] = ...``) count; a dict given keys the
+    code computes (``actions[msg.type] = ...``, ``update``) is not judged."""
     found = []
     for func in tree.body:
         if not isinstance(func, ast.FunctionDef) or not func.name.startswith("after_"):
@@ -117,8 +119,9 @@ def dispatch_gaps(tree: ast.Module, registry: Mapping[str, Any]) -> list[Finding
         dicts = _literal_dicts(func)
         msg = func.args.args[0].arg
         for node in ast.walk(func):
-            if not (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
-                    and _is_type_of(node.slice, msg) and node.value.id in dicts):  # fmt: skip
+            if not (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load)
+                    and isinstance(node.value, ast.Name) and _is_type_of(node.slice, msg)
+                    and node.value.id in dicts):  # fmt: skip
                 continue
             line, keys = dicts[node.value.id]
             missing = [t for t in registered if t not in keys]
@@ -183,7 +186,26 @@ def _literal_dicts(func: ast.FunctionDef) -> dict[str, tuple[int, set[str]]]:
                 and all(isinstance(k, ast.Constant) and isinstance(k.value, str)
                         for k in node.value.keys)):  # fmt: skip
             found[node.targets[0].id] = (node.lineno, {k.value for k in node.value.keys})
+    for node in ast.walk(func):  # keys set later: a literal one counts, any other unknowable
+        name, key = _stored_key(node)
+        if name in found and isinstance(key, ast.Constant) and isinstance(key.value, str):
+            found[name][1].add(key.value)
+        elif name in found:
+            del found[name]
     return found
+
+
+def _stored_key(node: ast.AST) -> tuple[str | None, ast.AST | None]:
+    """``d[key] = ...`` (name d, key), or ``d.update(...)`` and the like (name d, None)."""
+    if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
+        if isinstance(node.value, ast.Name):
+            return node.value.id, node.slice
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr in ("update", "setdefault") and isinstance(node.func.value, ast.Name):
+            return node.func.value.id, None
+    elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+        return node.target.id, None
+    return None, None
 
 
 def _is_type_of(node: ast.AST, msg: str) -> bool:

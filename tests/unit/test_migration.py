@@ -97,6 +97,20 @@ def after_feed(msg, config, checklist):
 def after_upload(msg, config, checklist):
     keyed = {"a": []}
     return keyed[msg.payload]  # not looked up by message type
+
+
+def after_run(msg, config, checklist):
+    next_workers = {"crash": [], "failure": []}
+    if "host" in msg.payload:
+        next_workers[msg.type] = [NextWorker("nowcast.workers.watch")]  # any type, maybe
+    return next_workers[msg.type]
+
+
+def after_watch(msg, config, checklist):
+    next_workers = {"crash": []}
+    next_workers["failure"] = []
+    next_workers["success"] = [NextWorker("nowcast.workers.upload")]
+    return next_workers[msg.type]
 """
 REGISTRY = {
     "download": {"checklist key": "forcing", "success": "ok", "failure": "bad", "crash": "x",
@@ -105,6 +119,8 @@ REGISTRY = {
     "plot": {"success": "ok", "failure": "bad", "crash": "x", "need": "n", "clear checklist": "c"},
     "feed": {"success": "ok", "failure": "bad", "crash": "x"},
     "upload": {"success": "ok"},
+    "run": {"success": "ok", "failure": "bad", "crash": "x"},
+    "watch": {"success": "ok", "failure": "bad", "crash": "x", "need": "y"},
 }  # fmt: skip
 
 
