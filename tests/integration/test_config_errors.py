@@ -76,11 +76,16 @@ def test_bad_logging_section(tmp_path, module):
     ("module", "section"),
     [
         ("nowcastkit.message_broker", "zmq"),
+        ("nowcastkit.message_broker", "checklist file"),
         ("nowcastkit.manager", "zmq"),
         ("nowcastkit.manager", "message registry"),
         ("nowcastkit.manager", "checklist file"),
+        ("nowcastkit.scheduler", "zmq"),
         ("nowcastkit.scheduler", "message registry"),
+        ("nowcastkit.scheduler", "checklist file"),
         ("nowcastkit.dashboard", "zmq"),
+        ("nowcastkit.dashboard", "checklist file"),
+        ("workers.sleep", "zmq"),
         ("workers.sleep", "message registry"),
     ],
 )
