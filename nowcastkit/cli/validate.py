@@ -112,8 +112,12 @@ def problems(path: Path) -> tuple[list[ConfigError], Config | None, Flow | None]
     flow = Flow(registry["next workers module"], config.file.parent)
     flow.refresh()
     tree = _syntax_tree(flow.source)
-    for source in _package_files(flow.source, flow.module_name):
+    own = _package_files(flow.source, flow.module_name)
+    for source in own:
         found += _import_problems(source, tree if source == flow.source else None)
+    for source in sorted({_module_file(m) for m in _named_modules(config, flow.source)} - {None}
+                         - set(own)):  # fmt: skip
+        found += _import_problems(source, None)  # a worker module beyond the system's package
     if flow.error is not None and tree is not None and migration.reference_imports(tree):
         flow = _translated_flow(flow, tree)  # to say what else to change, before the imports
     if flow.error is not None:
@@ -150,8 +154,6 @@ def _flow_problems(config: Config, flow: Flow) -> list[ConfigError]:
         elif not _importable(module):
             found.append(ConfigError(flow.source, key, "worker module cannot be found"))
             continue
-        elif (path := _module_file(module)) not in _package_files(flow.source, flow.module_name):
-            found += _import_problems(path, None)
         if module.rpartition(".")[2] not in registered:
             found.append(ConfigError(flow.source, key, f"worker {module.rpartition('.')[2]!r} "
                                      "is not in message registry.workers"))  # fmt: skip
@@ -160,14 +162,20 @@ def _flow_problems(config: Config, flow: Flow) -> list[ConfigError]:
 
 def _built_in_problems(config: Config, flow: Flow | None, registered: dict) -> list[ConfigError]:
     """A built-in worker the flow or the schedule runs, without the message types it sends."""
-    entries = config.get("scheduled workers")
-    modules = [str(m) for e in entries if isinstance(e, dict) for m in e] if isinstance(
-        entries, list) else []  # fmt: skip
-    modules += [module for _, module in _named_workers(flow.source if flow else None)]
+    modules = _named_modules(config, flow.source if flow else None)
     return [
         ConfigError(config.file, f"message registry.workers.{name}", problem)
         for name, problem in migration.built_in_gaps(modules, registered).items()
     ]
+
+
+def _named_modules(config: Config, source: Path | None) -> list[str]:
+    """The worker modules named as strings: in ``NextWorker("...")`` calls in *source*, and
+    in the schedule."""
+    entries = config.get("scheduled workers")
+    scheduled = [str(m) for e in entries if isinstance(e, dict) for m in e] if isinstance(
+        entries, list) else []  # fmt: skip
+    return [module for _, module in _named_workers(source)] + scheduled
 
 
 def _logging_port_notes(config: Config) -> list[Note]:

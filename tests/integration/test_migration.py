@@ -375,3 +375,21 @@ def test_a_built_in_the_flow_runs_needs_the_message_types_it_sends(tmp_path):
         f"{tmp_path / 'nowcast.yaml'}: message registry.workers.clear_checklist: no 'clear "
         "checklist' message type, which the built-in clear_checklist worker sends"
     ) in result.stdout.splitlines()
+
+
+def test_a_scheduled_worker_module_beyond_the_systems_package_is_checked_once(tmp_path):
+    small_system(tmp_path)
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "__init__.py").write_text("")
+    (tmp_path / "shared" / "fetch.py").write_text("from nemo_nowcast import NowcastWorker\n")
+    config = yaml.safe_load((tmp_path / "nowcast.yaml").read_text())
+    config["message registry"]["workers"]["fetch"] = {"success": "ok", "crash": "crashed"}
+    config["scheduled workers"] = [
+        {"shared.fetch": {"every": "day", "at": "05:00"}},
+        {"shared.fetch": {"every": "day", "at": "17:00"}},
+    ]
+    (tmp_path / "nowcast.yaml").write_text(yaml.safe_dump(config))
+    result = validate(tmp_path)
+    fetch = tmp_path / "shared" / "fetch.py"
+    line = f"{fetch}: line 1: imports nemo_nowcast: import it from nowcastkit"
+    assert result.stdout.splitlines().count(line) == 1, result.stdout
