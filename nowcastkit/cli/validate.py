@@ -12,14 +12,14 @@ found or are not registered, and every bad ``scheduled workers`` entry
 channel (an unknown kind, a bad port, no ``to``, an unknown event or worker),
 and every bad ``deadlines`` entry (a bad time, an unknown time zone, worker or days),
 and a bad ``dashboard`` setting (an address beyond loopback without ``insecure``).
-For a system written for the reference design it lists what is still to change:
-each import line naming ``nemo_nowcast`` (in the next workers module's package and the
-worker modules it names), each ``after_<worker>`` dispatch dict lacking a registered
-message type, and each built-in worker the flow runs whose registry entry lacks a type it
-sends (``clear checklist``); and notes what needs no change: its own workers named as module
-strings (run as nowcastkit's built-ins) and ``zmq.ports.logging`` port pools.
-Exit status 0 when valid (notes alone included), 1 when not (a config file that cannot be read
-included); 2 for a usage error, such as a --payload that is not YAML.
+For a system written for the reference design it lists what is still to change: each
+import line naming ``nemo_nowcast`` (in the next workers module's package and the worker
+modules it and the schedule name), each ``after_<worker>`` dispatch dict lacking a
+registered message type, and each built-in worker the flow runs whose registry entry lacks
+a type it sends (``clear checklist``); and notes what needs no change: its own workers
+named as module strings (run as nowcastkit's built-ins) and ``zmq.ports.logging`` port
+pools. Exit status 0 when valid (notes alone included), 1 when not (a config file that
+cannot be read included); 2 for a usage error, such as a --payload that is not YAML.
 ``--dry-run WORKER TYPE`` calls ``after_<worker>`` on a copy of the current
 checklist and prints the workers the manager would launch; nothing changes.
 Exit status 1 when ``after_<worker>`` is missing or fails.
