@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 import copy
 import importlib.util
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -77,15 +77,31 @@ class Finding:
     informational: bool = False
 
 
-def reference_imports(tree: ast.Module) -> list[Finding]:
-    """Each import statement that names the reference design's package."""
+def reference_imports(
+    tree: ast.Module, has: Callable[[str], bool] = lambda dotted: True
+) -> list[Finding]:
+    """Each import statement that names the reference design's package, and what to do: the
+    rewrite, or by hand where nowcastkit lacks what the rewrite would name (*has* says)."""
     found = []
     for node in ast.walk(tree):
-        names = _imported(node)
-        if any(_is_reference(name) for name in names):
-            what = ", ".join(name for name in names if _is_reference(name))
-            found.append(Finding(node.lineno, f"imports {what}: import it from nowcastkit"))
+        names = [name for name in _imported(node) if _is_reference(name)]
+        if not names:
+            continue
+        wanted = [_renamed(name) for name in names]
+        if isinstance(node, ast.ImportFrom):
+            wanted = [f"{wanted[0]}.{alias.name}" for alias in node.names if alias.name != "*"]
+        missing = [name for name in wanted if not has(name)]
+        found.append(Finding(node.lineno, f"imports {', '.join(names)}: " + (
+            _by_hand(missing) if missing else "import it from nowcastkit")))  # fmt: skip
     return found
+
+
+def _by_hand(missing: list[str]) -> str:
+    built_in = [m for m in missing if m.startswith("nowcastkit.workers.")]
+    if built_in:
+        return (f"nowcastkit's built-in workers are the workers package: import "
+                f"{built_in[0].removeprefix('nowcastkit.')} by hand")  # fmt: skip
+    return f"nowcastkit has no {', '.join(missing)}: change it by hand"
 
 
 def translated(tree: ast.Module) -> ast.Module:

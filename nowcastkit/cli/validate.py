@@ -208,8 +208,20 @@ def _import_problems(source: Path | None, tree: ast.Module | None) -> list[Confi
     if tree is None:
         return []
     return [
-        ConfigError(source, f"line {f.line}", f.text) for f in migration.reference_imports(tree)
+        ConfigError(source, f"line {f.line}", f.text)
+        for f in migration.reference_imports(tree, _nowcastkit_has)
     ]
+
+
+def _nowcastkit_has(dotted: str) -> bool:
+    """Whether *dotted* (``nowcastkit.worker.NextWorker``, ``nowcastkit.cli``) can be imported."""
+    if _importable(dotted):
+        return True
+    parent, _, name = dotted.rpartition(".")
+    try:
+        return hasattr(importlib.import_module(parent), name)
+    except ImportError:
+        return False
 
 
 def _dispatch_problems(

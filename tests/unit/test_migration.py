@@ -53,6 +53,30 @@ def test_reference_imports_are_found_a_line_each_and_relative_ones_left():
     assert not any(f.informational for f in found)
 
 
+def test_an_import_the_rewrite_alone_would_break_is_to_change_by_hand():
+    tree = ast.parse(
+        textwrap.dedent("""\
+        from nemo_nowcast import NextWorker, NoSuch
+        from nemo_nowcast.workers import rotate_logs
+        import nemo_nowcast.workers.sleep
+        from nemo_nowcast.log_aggregator import main
+        from nemo_nowcast.worker import NextWorker
+        """)
+    )
+    has = {"nowcastkit.NextWorker", "nowcastkit.worker.NextWorker"}.__contains__
+    found = migration.reference_imports(tree, has)
+    assert [(f.line, f.text) for f in found] == [
+        (1, "imports nemo_nowcast: nowcastkit has no nowcastkit.NoSuch: change it by hand"),
+        (2, "imports nemo_nowcast.workers: nowcastkit's built-in workers are the workers "
+            "package: import workers.rotate_logs by hand"),
+        (3, "imports nemo_nowcast.workers.sleep: nowcastkit's built-in workers are the workers "
+            "package: import workers.sleep by hand"),
+        (4, "imports nemo_nowcast.log_aggregator: nowcastkit has no "
+            "nowcastkit.log_aggregator.main: change it by hand"),
+        (5, "imports nemo_nowcast.worker: import it from nowcastkit"),
+    ]  # fmt: skip
+
+
 def test_translated_imports_keep_their_names_bound():
     tree = ast.parse(
         textwrap.dedent("""\
