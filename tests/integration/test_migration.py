@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import os
 import shutil
 import socket
@@ -37,9 +38,9 @@ def env(folder: Path) -> dict[str, str]:
     return environ
 
 
-def validate(folder: Path) -> subprocess.CompletedProcess:
+def validate(folder: Path, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "nowcastkit.cli", "validate", "nowcast.yaml"],
+        [sys.executable, "-m", "nowcastkit.cli", "validate", *options, "nowcast.yaml"],
         cwd=folder, capture_output=True, text=True, timeout=60, env=env(folder),
     )  # fmt: skip
 
@@ -363,6 +364,13 @@ def test_validate_exits_0_when_only_notes_remain(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[-1] == "nowcast.yaml: valid"
     assert len(lines) == 4 and all(line.startswith("note: ") for line in lines[:-1]), lines
+    report = json.loads(validate(tmp_path, "--json").stdout)
+    assert (report["valid"], report["problems"], len(report["notes"])) == (True, [], 3)
+    assert report["notes"][-1] == {
+        "file": str(tmp_path / "nowcast" / "next_workers.py"),
+        "key": 'line 17: NextWorker("nemo_nowcast.workers.clear_checklist")',
+        "note": "runs as workers.clear_checklist, nowcastkit's built-in",
+    }
 
 
 def test_a_built_in_the_flow_runs_needs_the_message_types_it_sends(tmp_path):
