@@ -36,6 +36,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+import attrs
 import yaml
 
 from nowcastkit import alerts, deadlines, migration, race, security
@@ -375,5 +376,9 @@ def _current_checklist(config: Config) -> dict:
 
 
 def _describe(worker: Any, config: Config) -> dict:
+    """A worker the flow returns, and the command the manager would run (a built-in's for
+    the reference design's own)."""
+    runs = migration.stand_in(worker.module, migration.reference_installed())
+    command = attrs.evolve(worker, module=runs).command(config) if runs else worker.command(config)
     return {"module": worker.module, "args": list(worker.args), "host": worker.host,
-            "command": " ".join(worker.command(config))}  # fmt: skip
+            "command": " ".join(command)}  # fmt: skip

@@ -371,6 +371,10 @@ def test_validate_exits_0_when_only_notes_remain(tmp_path):
         "key": 'line 17: NextWorker("nemo_nowcast.workers.clear_checklist")',
         "note": "runs as workers.clear_checklist, nowcastkit's built-in",
     }
+    dry_run = validate(tmp_path, "--dry-run", "plot", "success")
+    assert dry_run.stdout == (
+        f"would launch: {sys.executable} -m workers.clear_checklist {tmp_path / 'nowcast.yaml'}\n"
+    ), dry_run.stdout + dry_run.stderr
 
 
 def test_a_built_in_the_flow_runs_needs_the_message_types_it_sends(tmp_path):
