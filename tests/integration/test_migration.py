@@ -271,6 +271,8 @@ def forcing_server():
     finally:
         server.shutdown()
         server.server_close()
+
+
 SMALL_FLOW = """\
 from nemo_nowcast import NextWorker
 
