@@ -23,6 +23,7 @@ import attrs
 import pytest
 import yaml
 
+from nowcastkit import keys
 from nowcastkit.control import ask
 from tests.conftest import System, child_env, wait_for
 from tests.integration.operator_tools import CHAIN, history
@@ -173,6 +174,34 @@ def test_only_get_and_head_are_answered_and_every_page_has_its_json(dashboard):
     assert json.loads(request(url + "/runs?format=json", "GET")[1])["total"] == 0
     assert json.loads(request(url + "/timeline?format=json", "GET")[1])["runs"] == 0
     assert json.loads(request(url + "/checklist?format=json", "GET")[1])["source"] == "manager"
+
+
+def test_under_curve_it_reaches_the_manager_with_the_cli_key_and_its_feed_is_live(toy_system):
+    """The control and monitor sockets are CURVE servers: the dashboard asks and listens with
+    the cli role's key pair, as nowcastkit status and monitor do."""
+    folder = toy_system.folder / "keys"
+    clients = {"manager": "manager", "scheduler": "scheduler", "cli": "ops", "workers": "host1"}
+    for name in ("broker", *clients.values()):
+        keys.generate(folder, name)
+    for name in clients.values():
+        keys.allow(folder / "allowed", folder / f"{name}.key")
+    toy_system.config["zmq"]["curve"] = {"keys": "keys", "broker": "broker", "clients": clients}
+    toy_system.config["dashboard"] = {"port": 0, "refresh": 1}
+    toy_system.write_config()
+    toy_system.start_broker()
+    toy_system.start_manager()
+    process = toy_system.spawn("dashboard", "-m", "nowcastkit.dashboard")
+    url = "http://127.0.0.1:" + process.wait_for_line(r"listening on http://127\.0\.0\.1:(\d+)/")[1]
+    process.wait_for_line(r"manager's event feed is live")
+    today = json.loads(request(url + "/?format=json", "GET")[1])
+    assert today["manager"]["ok"], today["manager"]
+    run = launch(toy_system, "--sleep-time", "0")
+
+    def seen() -> bool:
+        events = json.loads(request(url + "/?format=json", "GET")[1])["events"]
+        return any(run in event.get("what", "") for event in events)
+
+    wait_for(seen, "the run's events on the Today page")
 
 
 def test_sigterm_stops_it_at_once_with_pages_open(dashboard):
