@@ -193,8 +193,8 @@ def test_under_curve_it_reaches_the_manager_with_the_cli_key_and_its_feed_is_liv
     process = toy_system.spawn("dashboard", "-m", "nowcastkit.dashboard")
     url = "http://127.0.0.1:" + process.wait_for_line(r"listening on http://127\.0\.0\.1:(\d+)/")[1]
     process.wait_for_line(r"manager's event feed is live")
-    today = json.loads(request(url + "/?format=json", "GET")[1])
-    assert today["manager"]["ok"], today["manager"]
+    wait_for(lambda: json.loads(request(url + "/?format=json", "GET")[1])["manager"]["ok"],
+             "the manager's answer on the Today page")  # fmt: skip
     run = launch(toy_system, "--sleep-time", "0")
 
     def seen() -> bool:
