@@ -9,7 +9,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import NEXT_WORKERS, REPO, child_env, wait_for
+
+from tests.integration.test_circus import _free_ports
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -155,7 +156,7 @@ def test_the_migrated_system_runs_its_day_under_circus_logging_through_the_aggre
     logs.mkdir()
     config = yaml.safe_load((system / "nowcast.yaml").read_text())
     names = ("manager", "workers", "control", "monitor", "aggregator")
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    ports = dict(zip(names, _free_ports(len(names)), strict=True))
     config["zmq"]["ports"].update({k: v for k, v in ports.items() if k != "aggregator"})
     config["zmq"]["ports"]["logging"]["aggregator"] = ports["aggregator"]
     with forcing_server() as url:
@@ -230,17 +231,6 @@ priority = 2
 
 def _text(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
-
-
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 @contextlib.contextmanager
