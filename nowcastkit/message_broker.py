@@ -174,10 +174,31 @@ class _Broker:
     def receive(self) -> None:
         """A worker's request, tagged with its key's name when CURVE is on."""
         if self.gate is None:
-            self.relay.accept(self.workers.recv_multipart())
+            self.relay.accept(self.workers.recv_multipart(NOBLOCK))
             return
-        frames = self.workers.recv_multipart(copy=False)
+        frames = self.workers.recv_multipart(NOBLOCK, copy=False)
         self.relay.accept([frame.bytes for frame in frames], frames[-1].get("User-Id"))
+
+    def receive_all(self) -> None:
+        """Every request waiting, up to a bound so the replies are not held back."""
+        for _ in range(_BURST):
+            try:
+                self.receive()
+            except zmq.Again:
+                return
+
+    def reply_all(self) -> None:
+        """Pass every reply waiting on to its worker; drop a second reply to a request."""
+        recv, answer, workers = self.manager.recv_multipart, self.relay.answer, self.workers
+        for _ in range(_BURST):
+            try:
+                reply = answer(recv(NOBLOCK))
+            except zmq.Again:
+                return
+            if reply is None:
+                log.debug("second reply to a request dropped")
+            else:
+                send_frames(workers, reply)
 
     def watch_manager(self) -> None:
         event = recv_monitor_message(self.events)
@@ -212,6 +233,8 @@ class _Broker:
 
 
 _FAILED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+#: Frames taken from one socket before the other is looked at again.
+_BURST = 64
 _WHY = {
     0x11000001: "could not decrypt its hello: it has the wrong broker public key",
     0x11000002: "security mechanism mismatch: a client without CURVE, or CURVE not set here",
@@ -224,24 +247,23 @@ def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWat
     workers, manager, relay = broker.workers, broker.manager, broker.relay
     try:
         poller = zmq.Poller()
-        for item in (workers, broker.events, broker.failures, watch):
+        for item in (workers, manager, broker.events, broker.failures, watch):
             poller.register(item, zmq.POLLIN)
+        sending = False  # whether the poll also waits for the manager to take more
         while True:
-            poller.register(manager, zmq.POLLIN | (zmq.POLLOUT if relay.backlog else 0))
             ready = dict(poller.poll())
             if workers in ready:
-                broker.receive()
+                broker.receive_all()
             if ready.get(manager, 0) & zmq.POLLIN:
-                reply = relay.answer(manager.recv_multipart())
-                if reply is None:
-                    log.debug("second reply to a request dropped")
-                else:
-                    send_frames(workers, reply)
+                broker.reply_all()
             if broker.events in ready:
                 broker.watch_manager()
             if broker.failures in ready:
                 broker.handshake_failed("worker", recv_monitor_message(broker.failures)["value"])
             relay.forward(manager)
+            if sending != bool(relay.backlog):
+                sending = not sending
+                poller.modify(manager, zmq.POLLIN | (zmq.POLLOUT if sending else 0))
             if watch.fileno() in ready or watch.pending:
                 signums = watch.take()
                 if signal.SIGHUP in signums:
