@@ -26,7 +26,6 @@ from typing import Any
 
 import yaml
 
-from nowcastkit import retry
 from nowcastkit.errors import ConfigError
 
 __all__ = [
@@ -35,7 +34,6 @@ __all__ = [
     "Config",
     "check",
     "load_config",
-    "worker_retry",
     "worker_timeout",
 ]
 
@@ -90,13 +88,6 @@ def worker_timeout(config: Config, name: str) -> float | None:
     entry = config["message registry"]["workers"].get(name)
     timeout = entry.get("timeout") if isinstance(entry, dict) else None
     return timeout or None
-
-
-def worker_retry(config: Config, name: str) -> retry.Retry | None:
-    """Worker *name*'s registry ``retry`` policy, or None when it has none (one attempt)."""
-    entry = config["message registry"]["workers"].get(name)
-    value = entry.get("retry") if isinstance(entry, dict) else None
-    return retry.from_value(value) if value is not None else None
 
 
 def load_config(config_file: str | os.PathLike, needs: Iterable[str] = SECTIONS) -> Config:
@@ -233,8 +224,13 @@ def _validate(data: dict, check: _Checker, needs: frozenset[str]) -> None:
             continue
         check.require(entry, "checklist key", str, where, default="")
         check.positive(entry, "timeout", (int, float), where, "seconds > 0")
-        for key, problem in retry.problems(entry["retry"]) if "retry" in entry else ():
-            check.problem(f"{where}.{key}", problem)
+        if "retry" in entry:
+            # Here, not at the top: retry needs attrs and the store, which a worker
+            # without a retry policy would otherwise load at every start (about 30 ms).
+            from nowcastkit import retry
+
+            for key, problem in retry.problems(entry["retry"]):
+                check.problem(f"{where}.{key}", problem)
         types = {k: v for k, v in entry.items() if k not in ("checklist key", "timeout", "retry")}
         _check_words(types, check, where)
     check.lenient = False

@@ -20,7 +20,6 @@ from typing import Protocol
 import attrs
 import yaml
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from nowcastkit import handshake, security
 from nowcastkit.config import Config
@@ -181,8 +180,7 @@ class _Refusals:
         self.endpoint, self.monitor, self.handshakes = endpoint, monitor, handshake.Handshakes()
 
     def check(self) -> None:
-        event = recv_monitor_message(self.monitor)
-        verdict = self.handshakes.see(event["event"], event["value"])
+        verdict = self.handshakes.see(*handshake.monitor_event(self.monitor))
         if verdict not in (None, handshake.RECONNECTED):
             config, role = self.endpoint.config, self.endpoint.role
             name = security.client_key_name(config, role)

@@ -15,7 +15,6 @@ none, never half a key. The reader is this module's own, so a worker does not lo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -53,6 +52,8 @@ class KeyFileError(NowcastkitError):
 
 def fingerprint(public_key: bytes) -> str:
     """A short name for a z85 public key, safe to log: 16 hex digits of its SHA-256."""
+    import hashlib  # here: every worker imports this module, and hashlib adds ~3 ms to its start
+
     return hashlib.sha256(public_key).hexdigest()[:16]
 
 

@@ -25,12 +25,12 @@ from collections.abc import Iterator
 
 import attrs
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from nowcastkit import lifecycle, security
 from nowcastkit.config import Config
 from nowcastkit.endpoints import broker_endpoint, is_ipc, private_folder
 from nowcastkit.gate import Gate, RateLimit
+from nowcastkit.handshake import monitor_event
 from nowcastkit.message import max_message_size
 from nowcastkit.sockets import NOBLOCK, bind, send_frames
 
@@ -201,13 +201,13 @@ class _Broker:
                 send_frames(workers, reply)
 
     def watch_manager(self) -> None:
-        event = recv_monitor_message(self.events)
-        if event["event"] == _FAILED:
-            self.handshake_failed("manager", event["value"])
+        event, value = monitor_event(self.events)
+        if event == _FAILED:
+            self.handshake_failed("manager", value)
         elif count := self.relay.requeue():
             log.warning(
                 "manager %s; %d unanswered requests will be resent",
-                "disconnected" if event["event"] == zmq.EVENT_DISCONNECTED else "connected",
+                "disconnected" if event == zmq.EVENT_DISCONNECTED else "connected",
                 count,
             )
 
@@ -259,7 +259,7 @@ def _serve(config: Config, _args: argparse.Namespace, watch: lifecycle.SignalWat
             if broker.events in ready:
                 broker.watch_manager()
             if broker.failures in ready:
-                broker.handshake_failed("worker", recv_monitor_message(broker.failures)["value"])
+                broker.handshake_failed("worker", monitor_event(broker.failures)[1])
             relay.forward(manager)
             if sending != bool(relay.backlog):
                 sending = not sending

@@ -9,6 +9,7 @@
     policy.retries("failure", attempt=1)     # True: attempt 2 of 3 comes
     wait(policy, attempt=1, jitter=0.3)      # seconds before it: 51.0
     pending_after(policy, run, "failure", time.time(), 0.3)   # the retry to store, or None
+    worker_retry(config, "download_forcing")                  # the policy, or None
 
 ``attempts`` counts every run, the first included; ``backoff`` and ``max`` are
 seconds. The retry after attempt n waits ``backoff * 2**(n-1)``, capped at
@@ -24,7 +25,9 @@ import attrs
 
 from nowcastkit import store as st
 
-__all__ = ["KINDS", "Retry", "from_value", "kind_of", "pending_after", "problems", "wait"]
+__all__ = [
+    "KINDS", "Retry", "from_value", "kind_of", "pending_after", "problems", "wait", "worker_retry",
+]  # fmt: skip
 
 #: The outcomes a retry can follow.
 KINDS = ("crash", "failure")
@@ -123,3 +126,10 @@ def _kind_problems(kinds: Any) -> list[tuple[str, str]]:
     return [
         ("retry.on", f"unknown kind {kind!r}; {expected}") for kind in kinds if kind not in KINDS
     ]
+
+
+def worker_retry(config: Any, name: str) -> Retry | None:
+    """Worker *name*'s registry ``retry`` policy, or None when it has none (one attempt)."""
+    entry = config["message registry"]["workers"].get(name)
+    value = entry.get("retry") if isinstance(entry, dict) else None
+    return from_value(value) if value is not None else None

@@ -256,11 +256,12 @@ class NowcastWorker:
         import zmq
 
         from nowcastkit import handshake, security
-        from nowcastkit.keys import fingerprint
 
         sock = self._context.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
         if security.is_curve(self.config):
+            from nowcastkit.keys import fingerprint
+
             config, name = self.config, security.client_key_name(self.config, "workers")
             public = security.curve_client(sock, config, "workers")
             path = security.key_file(config, name, secret=True)
@@ -280,7 +281,6 @@ class NowcastWorker:
         whole reply timeout. A refused handshake ends the worker at once, with why.
         """
         import zmq
-        from zmq.utils.monitor import recv_monitor_message
 
         from nowcastkit import handshake
 
@@ -293,8 +293,7 @@ class NowcastWorker:
             if self._socket in ready:
                 return self._socket.recv(), False
             if self._monitor in ready:
-                event = recv_monitor_message(self._monitor)
-                verdict = self._handshakes.see(event["event"], event["value"])
+                verdict = self._handshakes.see(*handshake.monitor_event(self._monitor))
                 if verdict == handshake.RECONNECTED:
                     return None, True
                 if verdict is not None:

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from nowcastkit import store as st
 from nowcastkit.cli.output import dump_json, duration, iso, local_time, table
-from nowcastkit.config import Config, load_config, worker_retry
+from nowcastkit.config import Config, load_config
 from nowcastkit.errors import NowcastkitError
+from nowcastkit.retry import worker_retry
 
 __all__ = [
     "add_arguments",

@@ -38,7 +38,7 @@ import yaml
 
 from nowcastkit import retry as retries
 from nowcastkit import store as st
-from nowcastkit.config import Config, worker_retry
+from nowcastkit.config import Config
 from nowcastkit.errors import FlowError, MessageError
 from nowcastkit.flow import Flow
 from nowcastkit.message import Message
@@ -287,7 +287,7 @@ def _outcome(
     notes: tuple[Note, ...], answered: dict, exited: Ended | None = None,
 ) -> Outcome:  # fmt: skip
     """A worker's outcome (success, failure, crash, …): checklist, after_<worker>, launches."""
-    policy = worker_retry(view.config, msg.source)
+    policy = retries.worker_retry(view.config, msg.source)
     run = view.run(run_id) if policy is not None and run_id else None
     if run is not None and not _cancelled(exited):
         pending = retries.pending_after(policy, run, msg.type, view.now, view.jitter())

@@ -11,8 +11,16 @@ from hypothesis import strategies as s
 
 from nowcastkit import store as st
 from nowcastkit.cli.monitor import describe
-from nowcastkit.config import load_config, worker_retry
-from nowcastkit.retry import Retry, from_value, kind_of, pending_after, problems, wait
+from nowcastkit.config import load_config
+from nowcastkit.retry import (
+    Retry,
+    from_value,
+    kind_of,
+    pending_after,
+    problems,
+    wait,
+    worker_retry,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
