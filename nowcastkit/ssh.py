@@ -73,8 +73,8 @@ _RUN = (
 )
 _LAUNCH = (
     "run_script=$1 dir=$2 run=$3; shift 3; "
-    'mkdir -p -- "$dir" || exit 97; '
-    'if mkdir -- "$dir/$run.launch" 2>/dev/null; then '
+    '[ -d "$dir" ] || mkdir -p -- "$dir" || exit 97; '
+    'if (set -C; : >"$dir/$run.launch") 2>/dev/null; then '
     "NOWCASTKIT_RUN_ID=$run; export NOWCASTKIT_RUN_ID; "
     'setsid sh -c "$run_script" nowcastkit "$dir" "$run" "$@" </dev/null >>"$dir/$run.log" 2>&1 & '
     'fi; n=0; while [ $n -lt 1000 ] && [ -z "$(cat -- "$dir/$run.pid" 2>/dev/null)" ]; do '
