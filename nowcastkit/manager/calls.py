@@ -95,8 +95,16 @@ class Pace:
     def looked(self, now: float, interval: float) -> None:
         self.next_look = now + interval
 
-    def look_soon(self, now: float, after: tuple[float, ...]) -> None:
-        self.soon.extend(now + delay for delay in after)
+    def look_soon(self, now: float, after: tuple[float, ...], shared: bool = False) -> None:
+        """Look *after* seconds from *now*. *shared*: a look already planned between one
+        wanted and the one before it serves for it, so that runs reporting close together
+        share their looks instead of each adding its own."""
+        planned = [*self.soon, self.next_look] if shared else []
+        since = now
+        for at in (now + delay for delay in after):
+            if not any(since <= look <= at for look in planned):
+                self.soon.append(at)
+            since = at
 
     def wake_at(self) -> float:
         return min([self.next_look, *self.soon])

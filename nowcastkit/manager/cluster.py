@@ -74,7 +74,7 @@ class SlurmJob:
         self.launcher.signal(self, signum)
 
     def reported(self) -> None:
-        self.launcher.look_soon(time.monotonic(), LOOKS_AFTER_REPORT)
+        self.launcher.look_soon(time.monotonic(), LOOKS_AFTER_REPORT, shared=True)
 
     @property
     def launch_failure(self) -> str | None:
@@ -148,8 +148,8 @@ class SlurmLauncher:
     def wake_at(self, now: float) -> float | None:
         return self.pace.wake_at() if self.jobs else None
 
-    def look_soon(self, now: float, after: tuple[float, ...]) -> None:
-        self.pace.look_soon(now, after)
+    def look_soon(self, now: float, after: tuple[float, ...], shared: bool = False) -> None:
+        self.pace.look_soon(now, after, shared)
 
     def forget(self, run_id: str) -> None:
         self.jobs.pop(run_id, None)

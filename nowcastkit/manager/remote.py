@@ -35,7 +35,7 @@ __all__ = ["RemoteRun", "SshLauncher"]
 log = logging.getLogger("manager")
 
 #: Looks at a run's host this long after its final message, to see it exit.
-LOOKS_AFTER_REPORT = (0.5, 2.0, 8.0)
+LOOKS_AFTER_REPORT = (2.0, 8.0)
 
 LAUNCHING, WAITING, RUNNING, ENDED, FAILED = "launching", "waiting", "running", "ended", "failed"
 
@@ -63,7 +63,7 @@ class RemoteRun:
         self.launcher.signal(self, signum)
 
     def reported(self) -> None:
-        self.launcher.look_soon(time.monotonic())
+        self.launcher.look_soon(time.monotonic(), shared=True)
 
     @property
     def launch_failure(self) -> str | None:
@@ -127,8 +127,10 @@ class SshLauncher:
     def wake_at(self, now: float) -> float | None:
         return self.pace.wake_at() if self.runs else None
 
-    def look_soon(self, now: float, after: tuple[float, ...] = LOOKS_AFTER_REPORT) -> None:
-        self.pace.look_soon(now, after)
+    def look_soon(
+        self, now: float, after: tuple[float, ...] = LOOKS_AFTER_REPORT, shared: bool = False
+    ) -> None:
+        self.pace.look_soon(now, after, shared)
 
     def signal(self, run: RemoteRun, signum: int) -> None:
         if run.state == WAITING:
