@@ -245,7 +245,9 @@ class NowcastSystem:
         return int(re.search(r"VmRSS:\s+(\d+)", status)[1])
 
     def stop(self) -> None:
-        for name in ("scheduler", "manager", "message_broker"):
+        """Stop every process started here, the broker last so the others can still talk."""
+        last = ("scheduler", "manager", "message_broker")
+        for name in [n for n in self.procs if n not in last] + list(last):
             if name in self.procs:
                 stop(self.procs[name])
 

@@ -155,6 +155,20 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def left_running(folder: Path) -> list[str]:
+    """The command lines of live processes that name *folder*: what a run left behind."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile, or not a process
+            continue
+        line = " ".join(arg.decode(errors="replace") for arg in argv if arg)
+        if str(folder) in line:
+            found.append(f"{proc.name}: {line}")
+    return found
+
+
 def start_refused(config_path: Path) -> subprocess.CompletedProcess:
     """Start a manager on a config it should refuse; its exit status and one line on stderr."""
     return subprocess.run(

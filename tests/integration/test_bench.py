@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, child_env
+from tests.conftest import REPO, child_env, left_running
 
 FIGURES = {
     "chain": {"hop_ms", "raw_hop_ms", "python_pass_ms"},
@@ -28,14 +31,25 @@ REMOTE = {
 }
 
 
+@pytest.fixture
+def short_tmp():
+    """A short temp folder for the bench's own folders (munged's socket path has a limit)."""
+    folder = Path(tempfile.mkdtemp(prefix="nkb-"))
+    folder.chmod(0o755)  # as /tmp is to others: munged refuses a socket under a private folder
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.timeout(180)
-def test_quick_bench_emits_every_figure(tmp_path):
+def test_quick_bench_emits_every_figure(tmp_path, short_tmp):
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
-        cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=170,
+        cwd=REPO, env={**child_env(), "TMPDIR": str(short_tmp)},
+        capture_output=True, text=True, timeout=170,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+    assert left_running(short_tmp) == []
     figures = json.loads(out.read_text())
     throughput = figures["throughput"]
     keys = [f"manager/{k}/{n}" for k in (0, 1000, 5000) for n in (1, 8)]
@@ -57,14 +71,16 @@ def test_quick_bench_emits_every_figure(tmp_path):
     assert "targets:" in done.stdout
 
 
-def test_the_dashboard_bench_times_every_page_against_a_bare_query(tmp_path):
+def test_the_dashboard_bench_times_every_page_against_a_bare_query(tmp_path, short_tmp):
     out = tmp_path / "dashboard.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.dashboard", "--runs", "2000", "--repeat", "3",
          "--json", str(out)],
-        cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=50,
+        cwd=REPO, env={**child_env(), "TMPDIR": str(short_tmp)},
+        capture_output=True, text=True, timeout=50,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+    assert left_running(short_tmp) == []  # the dashboard it started once outlived it
     figures = json.loads(out.read_text())
     assert figures["runs"] == 2000
     assert {"today", "runs, page 1", "one run", "timeline of one day", "checklist"} <= set(
