@@ -15,7 +15,6 @@ worker has rolled it over, so it keeps writing to the new file.
 
 from __future__ import annotations
 
-import copy
 import logging
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -60,13 +59,13 @@ def schema_for(section: Mapping, process: str) -> tuple[str, dict | None]:
 def with_publisher(schema: dict) -> tuple[dict, list[str]]:
     """*schema* with each PUBHandler entry made a :class:`~.log_publisher.Publisher`, and
     the names of those replaced: a PUBHandler binds a port, a Publisher connects."""
-    schema = copy.deepcopy(schema)
+    handlers = dict(schema.get("handlers") or {})
     replaced = []
-    for name, entry in (schema.get("handlers") or {}).items():
+    for name, entry in handlers.items():
         if isinstance(entry, dict) and entry.get("class") == PUBHANDLER:
-            entry["class"] = _PUBLISHER
+            handlers[name] = {**entry, "class": _PUBLISHER}
             replaced.append(name)
-    return schema, replaced
+    return {**schema, "handlers": handlers} if replaced else schema, replaced
 
 
 def configure(

@@ -8,6 +8,8 @@ the reference design's tests look them up (``cli.parser._actions``).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
 
 __all__ = ["CommandLineInterface", "arrow_date"]
@@ -25,6 +27,31 @@ def arrow_date(text: str) -> Any:
         ) from None
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's own, given the terminal's width: its default imports shutil (and with it
+    zlib, bz2 and lzma) for that, on every worker's way to its first message."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:  # fmt: skip
+        super().__init__(
+            prog, indent_increment, max_help_position, _columns() - 2 if width is None else width
+        )
+
+
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` gives it: $COLUMNS, the tty, 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", 0))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 class CommandLineInterface:
     """A worker's argument parser with the config file argument built in."""
 
@@ -39,6 +66,7 @@ class CommandLineInterface:
             prog=f"python -m {self.package}.{self.module_name}",
             description=self.description,
             add_help=add_help,
+            formatter_class=_HelpFormatter,
         )
         self.parser.add_argument("config_file", help="path of the system's nowcast.yaml")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -81,6 +82,17 @@ def test_date_option_rejects_other_formats(text, capsys):
         cli.parse_args(["nowcast.yaml", "--run-date", text])
     assert caught.value.code == 2
     assert "please use YYYY-MM-DD" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("columns", ["40", "100", "", "wide"])
+def test_worker_help_wraps_at_the_terminal_width_as_argparse_does(columns, monkeypatch):
+    monkeypatch.setenv("COLUMNS", columns)
+    cli = CommandLineInterface("sleep", description="Sleep for a while, then say so. " * 4)
+    cli.add_argument("--sleep-time", type=int, default=5, help="Seconds to sleep. " * 5)
+    plain = argparse.ArgumentParser(prog="python -m workers.sleep", description=cli.description)
+    plain.add_argument("config_file", help="path of the system's nowcast.yaml")
+    plain.add_argument("--sleep-time", type=int, default=5, help="Seconds to sleep. " * 5)
+    assert cli.parser.format_help() == plain.format_help()
 
 
 def test_tell_manager_refuses_an_unregistered_type(config):
